@@ -1,0 +1,259 @@
+"""The ``dmemu`` command line.
+
+Owns: argument parsing, turning user mistakes into one clear line and exit code 2, and running
+the chosen command. Must not: hold protocol logic.
+
+Commands: ``dmemu wns`` (a standalone fake WNS) and ``dmemu demo`` (a guided walk-through).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from emulator.clock import Clock, RealTimeClock, VirtualClock, iso, parse_iso
+from emulator.logs import configure_logging
+from emulator.wns.config import DEMO_APP, WnsFile, build_config, parse_app_arg, parse_rate
+from emulator.wns.models import App
+from emulator.wns.service import WnsConfig
+from emulator.yamlconf import ConfigError, load_model, parse_duration
+
+EXIT_USAGE = 2
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _app(text: str) -> App:
+    try:
+        return parse_app_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rate_limit(text: str) -> tuple[int, int] | None:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmemu", description="Device-side emulator of Windows MDM push."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    wns = sub.add_parser(
+        "wns",
+        help="run a standalone fake WNS",
+        description="Serve a fake Windows Push Notification Service: /accesstoken.srf, "
+        "ChannelURIs, and the /_emulator control API.",
+    )
+    wns.add_argument("--config", type=Path, help="YAML file with apps and settings")
+    wns.add_argument(
+        "--app",
+        type=_app,
+        action="append",
+        default=[],
+        metavar="SID=SECRET=PFN",
+        help="register an app (repeatable); without any, a demo app is served",
+    )
+    wns.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    wns.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
+    wns.add_argument("--public-url", help="base of ChannelURIs (default: the served URL)")
+    wns.add_argument("--token-ttl", type=_duration, help="access token life (default 24h)")
+    wns.add_argument("--channel-ttl", type=_duration, help="ChannelURI life (default 30d)")
+    wns.add_argument("--cache-period", type=_duration, help="offline cache life (default 30d)")
+    wns.add_argument("--renewal", choices=["new", "extend"], help="renewal: new URI or extend")
+    wns.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="N/DURATION",
+        help="pushes per channel before 406, e.g. 600/60s, or off",
+    )
+    wns.add_argument("--seed", type=int, help="seed for tokens, ChannelURIs and Msg-IDs")
+    wns.add_argument(
+        "--clock",
+        choices=["real", "virtual"],
+        default="real",
+        help="real time (paced by --rate) or virtual (moves only when advanced)",
+    )
+    wns.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=1.0,
+        help="real clock speed: emulated seconds per real second",
+    )
+    wns.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
+    wns.add_argument("--tls", action="store_true", help="serve HTTPS with a local CA")
+    wns.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path(".dmemu/tls"),
+        help="where the CA is kept (created once, reused)",
+    )
+    wns.add_argument(
+        "--tls-host",
+        action="append",
+        default=[],
+        help="extra host name for the certificate (repeatable)",
+    )
+    wns.add_argument(
+        "--ready-file", type=Path, help="write {url, port, ca_file} as JSON here once listening"
+    )
+    wns.add_argument("--log-level", default="info", help="debug, info, warning or error")
+
+    demo = sub.add_parser(
+        "demo",
+        help="a guided month of channel life against a loopback fake WNS",
+        description="Token, push, 24 h token expiry, offline cache, 30-day channel expiry, "
+        "on a virtual clock over real loopback HTTP.",
+    )
+    demo.add_argument(
+        "--json",
+        type=Path,
+        default=Path("reports/demo.json"),
+        help="machine-readable report (default reports/demo.json)",
+    )
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--log-level", default="warning")
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"dmemu: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _wns_config(args: argparse.Namespace) -> WnsConfig:
+    file = WnsFile()
+    if args.config is not None:
+        file = load_model(args.config, WnsFile)
+    try:
+        return build_config(
+            file,
+            args.app,
+            token_ttl_ms=args.token_ttl,
+            channel_ttl_ms=args.channel_ttl,
+            cache_period_ms=args.cache_period,
+            renewal=args.renewal,
+            seed=args.seed,
+            **(
+                {"rate_limit": args.rate_limit}
+                if args.rate_limit is not None or "--rate-limit" in sys.argv
+                else {}
+            ),
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _clock(args: argparse.Namespace) -> Clock:
+    start = None
+    if args.start:
+        try:
+            start = parse_iso(args.start)
+        except ValueError:
+            _fail(f"--start {args.start!r} is not an ISO-8601 time")
+    if args.clock == "virtual":
+        return VirtualClock() if start is None else VirtualClock(start)
+    return RealTimeClock(args.rate, start_ms=start)
+
+
+async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
+    from emulator.tls import server_context
+    from emulator.wns.server import start_wns
+
+    clock = _clock(args)
+    ssl_context, ca_file = None, None
+    if args.tls:
+        ssl_context, ca_file = server_context([args.host, *args.tls_host], args.tls_dir)
+    try:
+        wns = await start_wns(
+            config,
+            clock,
+            host=args.host,
+            port=args.port,
+            ssl_context=ssl_context,
+            public_url=args.public_url,
+        )
+    except OSError as exc:
+        print(f"dmemu: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    lines = [
+        f"dmemu wns listening on {wns.url}",
+        f"  clock:          {clock.mode}"
+        + (f" x{clock.rate:g}" if clock.mode == "real" else "")
+        + f", now {iso(clock.now())}",
+        f"  token endpoint: {wns.token_url}",
+        f"  channel base:   {wns.service.registry.base_url}/?token=...",
+        f"  control API:    {wns.url}/_emulator/",
+    ]
+    if ca_file is not None:
+        lines.append(f"  CA file:        {ca_file.resolve()}  (trust it in your sender)")
+    for app in config.apps:
+        secret = f" secret {app.secret}" if app == DEMO_APP else ""
+        lines.append(f"  app {app.client_id}  PFN {app.pfn}{secret}")
+    print("\n".join(lines), flush=True)
+    if args.ready_file:
+        args.ready_file.write_text(
+            json.dumps(
+                {"url": wns.url, "port": wns.port, "ca_file": str(ca_file) if ca_file else None}
+            )
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await wns.stop()
+    print("dmemu wns stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        configure_logging(args.log_level)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        if args.command == "wns":
+            return asyncio.run(_serve_wns(args, _wns_config(args)))
+        if args.command == "demo":
+            from emulator.demo import run_demo
+
+            report = asyncio.run(run_demo(sys.stdout, seed=args.seed))
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(report.to_json())
+            print(f"machine-readable report: {args.json}")
+            return 0 if report.ok() else 1
+    except ConfigError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""The one clock seam: every read of time and every wait in dmemu goes through here.
+
+Two implementations share one scheduler (a heap of timers, FIFO among equal times):
+
+* :class:`VirtualClock` jumps from timer to timer, but only when the world is quiet, so a
+  month of channel life passes in seconds and runs are reproducible.
+* :class:`RealTimeClock` paces the same scheduler against the host's monotonic clock at a
+  rate factor (1x, 3600x ...), and can still be jumped forward.
+
+Times are integer milliseconds since the Unix epoch; ISO-8601 only at the edges (:func:`iso`).
+"""
+
+from emulator.clock.base import (
+    DAY,
+    DEFAULT_EPOCH_MS,
+    HOUR,
+    MINUTE,
+    SECOND,
+    Clock,
+    Scheduler,
+    Timer,
+    iso,
+    parse_iso,
+)
+from emulator.clock.realtime import RealTimeClock
+from emulator.clock.virtual import VirtualClock
+
+__all__ = [
+    "DAY",
+    "DEFAULT_EPOCH_MS",
+    "HOUR",
+    "MINUTE",
+    "SECOND",
+    "Clock",
+    "RealTimeClock",
+    "Scheduler",
+    "Timer",
+    "VirtualClock",
+    "iso",
+    "parse_iso",
+]

@@ -1,0 +1,96 @@
+"""The virtual clock: a discrete-event scheduler that skips time when the world is quiet.
+
+Owns: virtual ``now``, synchronous ``advance``/``run``, and the asyncio driver
+(:meth:`VirtualClock.run_async`) that jumps to the next timer only once no work is in flight.
+Must not: read the host clock for anything but the optional idle window of real seconds.
+
+Theory of operation
+-------------------
+``advance(ms)`` and ``run(until)`` are plain loops: pop the earliest timer, set ``now`` to its
+due time, call it. They suit sans-I/O cores and unit tests, where callbacks do not await.
+
+``run_async(until)`` drives a world of asyncio tasks and HTTP exchanges. Each round it lets the
+event loop settle, waits until the busy count is zero and every quiet check passes, then jumps
+to the next due time and fires everything due then. A task that waits on ``clock.sleep`` has
+released its hold, so a request sleeping on injected latency does not stall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from emulator.clock.base import DEFAULT_EPOCH_MS, Scheduler
+
+
+class VirtualClock(Scheduler):
+    """Time that moves only when told to, or when the world is quiet (``run_async``)."""
+
+    mode = "virtual"
+
+    def __init__(self, start_ms: int = DEFAULT_EPOCH_MS, *, settle_rounds: int = 4) -> None:
+        super().__init__()
+        self._now = int(start_ms)
+        self.settle_rounds = settle_rounds  # event-loop turns to let spawned work start
+
+    def now(self) -> int:
+        return self._now
+
+    def _on_fire(self, when: int) -> None:
+        if when > self._now:
+            self._now = when
+
+    def advance(self, ms: int) -> int:
+        """Move forward ``ms`` at once, firing due timers in order. Returns how many fired."""
+        if ms < 0:
+            raise ValueError("a clock never goes backwards")
+        return self.run(self._now + ms)
+
+    def run(self, until: int | None = None) -> int:
+        """Fire timers in order until none is due at or before ``until``; then now = until.
+
+        With ``until=None`` fire until the heap is empty (beware self-rescheduling timers).
+        """
+        fired = 0
+        while True:
+            due = self.next_due()
+            if due is None or (until is not None and due > until):
+                break
+            fired += self._run_due(due)
+        if until is not None and until > self._now:
+            self._now = until
+        return fired
+
+    async def wait_quiet(self) -> None:
+        """Return once no work is in flight and every quiet check passes."""
+        while True:
+            for _ in range(self.settle_rounds):
+                await asyncio.sleep(0)
+            if self.is_quiet():
+                return
+            if self.busy_units > 0:
+                await self._wait_released()
+            else:  # a quiet check (e.g. an idle window) is pending: poll briefly
+                await asyncio.sleep(0.001)
+
+    async def run_async(self, until: int | None = None) -> int:
+        """Drive an asyncio world: jump timer to timer whenever quiet, up to ``until``.
+
+        Call it from a task that holds nothing (or inside ``parked()``), or it waits forever.
+        """
+        fired = 0
+        while True:
+            await self.wait_quiet()
+            due = self.next_due()
+            if due is None or (until is not None and due > until):
+                break
+            fired += self._run_due(due)
+        if until is not None and until > self._now:
+            self._now = until
+        await self.wait_quiet()
+        return fired
+
+    async def jump(self, ms: int) -> int:
+        if ms < 0:
+            raise ValueError("a clock never goes backwards")
+        with self.parked():
+            return await self.run_async(self._now + ms)

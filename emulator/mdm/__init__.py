@@ -1,0 +1,1 @@
+"""The MDM side: what a server does toward WNS and devices (the reference server grows here)."""

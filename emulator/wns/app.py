@@ -1,0 +1,161 @@
+"""The aiohttp driver of the fake WNS: the one boundary where protocol errors become responses.
+
+Owns: routes (``POST /accesstoken.srf``, ``POST /?token=...``), reading bodies within limits,
+turning :mod:`emulator.wns.errors` into the exact status and headers of [WNSHDR], applying
+injected latency on the clock, recording every exchange, and mounting the ``/_emulator`` API.
+Must not: judge requests (the service does) or read time except through the clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from emulator.clock import Clock
+from emulator.control import make_control_app
+from emulator.control.keys import CLOCK, WNS
+from emulator.logs import get_logger
+from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
+from emulator.wns.models import RAW_LIMIT_BYTES
+from emulator.wns.service import Exchange, WnsService
+from emulator.wns.tokens import MAX_FORM_BYTES
+
+#: Bodies larger than this are never read into memory; the request is refused from its
+#: Content-Length (413 for notifications, 400 for the token form).
+READ_LIMIT = 64 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
+    """The fake WNS as an aiohttp application, with its ``/_emulator`` control API."""
+    app = web.Application(middlewares=[_boundary], client_max_size=READ_LIMIT)
+    app[WNS] = service
+    app[CLOCK] = clock
+    app.router.add_route("*", "/accesstoken.srf", token_endpoint)
+    app.router.add_route("*", "/", notify_endpoint)
+    app.add_subapp("/_emulator/", make_control_app(clock, wns=service))
+    return app
+
+
+@web.middleware
+async def _boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Hold the clock busy while serving; never let an emulator bug escape as a traceback."""
+    clock = request.app[CLOCK]
+    with clock.busy():
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            get_logger("wns.http", clock).exception("wns.internal_error", path=request.raw_path)
+            return web.Response(
+                status=500,
+                headers={"X-WNS-Error-Description": "Internal emulator error (see its log)."},
+            )
+
+
+async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
+    """Read the body unless it is declared or found larger than ``limit``: (body, too_big)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return b"", True
+    try:
+        return await request.read(), False
+    except web.HTTPRequestEntityTooLarge:
+        return b"", True
+
+
+def _chunked(request: web.Request) -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+async def notify_endpoint(request: web.Request) -> web.Response:
+    service, clock = request.app[WNS], request.app[CLOCK]
+    ex = Exchange()
+    body, too_big = await _read_body(request, READ_LIMIT)
+    now = clock.now()
+    headers: dict[str, str]
+    try:
+        if too_big:
+            ex.channel = None
+            raise PayloadTooLarge(
+                f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
+            )
+        service.notify(
+            request.method,
+            request.rel_url.raw_query_string,
+            request.headers,
+            body,
+            declared_length=request.content_length,
+            chunked=_chunked(request),
+            now=now,
+            ex=ex,
+        )
+        status = 200
+        headers = ex.extra
+    except NotifyError as err:
+        status = err.status
+        headers = {"X-WNS-Error-Description": err.description, **err.extra_headers()}
+        if err.wns_status:
+            headers["X-WNS-Status"] = headers["X-WNS-NotificationStatus"] = err.wns_status
+        ex.outcome = err.wns_status or f"error: {err.description}"
+    if ex.latency_ms:
+        await clock.sleep(ex.latency_ms)
+    headers["X-WNS-Debug-Trace"] = ex.debug_trace
+    headers["MS-CV"] = ex.ms_cv
+    service.record(
+        kind="notify",
+        method=request.method,
+        target=request.raw_path,
+        headers=request.headers.items(),
+        body=body,
+        status=status,
+        ex=ex,
+        response_headers=headers,
+        now=now,
+    )
+    return web.Response(status=status, headers=headers)
+
+
+async def token_endpoint(request: web.Request) -> web.Response:
+    service, clock = request.app[WNS], request.app[CLOCK]
+    ex = Exchange()
+    body, too_big = await _read_body(request, MAX_FORM_BYTES)
+    now = clock.now()
+    try:
+        if too_big:
+            raise OAuthError("invalid_request", f"request body exceeds {MAX_FORM_BYTES} bytes")
+        token = service.token(request.method, request.headers.get("Content-Type"), body, now, ex)
+        status = 200
+        payload = {
+            "access_token": token.value,
+            "token_type": "bearer",  # [WNSHDR] "Always returned as bearer"
+            "expires_in": service.tokens.expires_in_s(token, now),
+        }
+    except OAuthError as err:
+        status = err.status
+        payload = {"error": err.error, "error_description": err.description}
+        ex.outcome = f"error: {err.error}"
+    if ex.latency_ms:
+        await clock.sleep(ex.latency_ms)
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
+    service.record(
+        kind="token",
+        method=request.method,
+        target=request.raw_path,
+        headers=request.headers.items(),
+        body=body,
+        status=status,
+        ex=ex,
+        response_headers=headers,
+        now=now,
+    )
+    return web.Response(
+        status=status,
+        headers=headers,
+        body=json.dumps(payload).encode("utf-8"),
+        content_type="application/json",
+    )

@@ -1,0 +1,147 @@
+"""State of the fake WNS as plain records (moto's ``models.py``).
+
+Owns: the data each store keeps, with a comment per field.
+Must not: validate requests, decide outcomes, or do I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RAW_LIMIT_BYTES = 5000  # [WNSHDR] 413 "exceeds the 5000 byte size limit"; section 0
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """An app registered with WNS: what a sender authenticates as and what devices use."""
+
+    sid: str  # Package SID, bare form "S-1-15-2-..."
+    secret: str  # client_secret; never logged or reported
+    pfn: str  # Package Family Name devices register with (DMClient Push/PFN [DMC])
+
+    @property
+    def client_id(self) -> str:
+        """The token request's client_id: ``ms-app://<SID>`` [WNSOV][FLEET-WNS]."""
+        return f"ms-app://{self.sid}"
+
+
+@dataclass(slots=True)
+class AccessToken:
+    """A bearer token issued by ``/accesstoken.srf``."""
+
+    value: str  # the opaque bearer string
+    sid: str  # app it was issued to: notifications are scoped to its channels
+    issued_ms: int  # emulated time of issue
+    expires_ms: int  # after this, notify answers 401 [QS] "expires after 24 hours"
+    revoked: bool = False  # revoked through the control API (provokes 401 early)
+
+
+@dataclass(slots=True)
+class Push:
+    """One notification WNS accepted for a channel."""
+
+    msg_id: str  # X-WNS-Msg-ID returned to the sender [WNSHDR]
+    wns_type: str  # wns/raw | wns/toast | wns/tile | wns/badge
+    payload: bytes  # the body as sent (raw pushes for MDM carry no meaning [PUSH])
+    received_ms: int  # when WNS accepted it
+    cache: bool  # X-WNS-Cache-Policy resolved against the type's default
+    expires_ms: int | None  # from X-WNS-TTL; None = no TTL given (cache period applies)
+    priority: int  # X-WNS-PRIORITY, defaulted per type [PRIO]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "msg_id": self.msg_id,
+            "type": self.wns_type,
+            "bytes": len(self.payload),
+            "received_ms": self.received_ms,
+            "cache": self.cache,
+            "expires_ms": self.expires_ms,
+            "priority": self.priority,
+        }
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A push handed to the device over its persistent connection."""
+
+    push: Push
+    delivered_ms: int  # when the device got it
+    via: str  # "live" (device connected) or "cache" (delivered on reconnect)
+
+
+@dataclass(slots=True)
+class Channel:
+    """A ChannelURI: issued per (device, PFN), valid 30 days [PUSH][WNSOV]."""
+
+    id: str  # short handle for the control API ("ch-000001")
+    token: str  # the decoded value of the URI's `token` query parameter
+    uri: str  # the ChannelURI exactly as handed to the device (opaque to senders)
+    sid: str  # app that owns it (via its PFN): only that app's tokens may push [WNSHDR] 403
+    pfn: str  # Package Family Name it was registered with
+    device_id: str  # the device whose connection receives its pushes
+    issued_ms: int  # emulated time of issue
+    expires_ms: int  # issue + channel TTL; pushes after it get 410 [WNSHDR]
+    revoked: bool = False  # revoked (PFN deleted/replaced, or by the control API): 410
+    superseded_by: str | None = None  # id of the channel a renewal replaced it with
+    cached: dict[str, Push] = field(default_factory=dict)  # one per type, newest wins [RAW]
+    delivered: list[Delivery] = field(default_factory=list)  # newest last, bounded
+    recent: list[int] = field(default_factory=list)  # accepted-push times in the rate window
+
+    def state(self, now: int, blocked: bool) -> str:
+        if blocked:
+            return "blocked"
+        if self.revoked:
+            return "revoked"
+        if now >= self.expires_ms:
+            return "expired"
+        if self.superseded_by is not None:
+            return "superseded"
+        return "active"
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """A device's persistent connection to WNS (Battery Saver / Data Sense drop it [PUSH])."""
+
+    device_id: str
+    status: str = "connected"  # connected | disconnected | tempdisconnected [WNSHDR]
+    subscriber: Any = None  # callable(channel, delivery) the device agent registers
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One request the fake WNS served, as the inspection API shows it (secrets redacted)."""
+
+    seq: int  # order of arrival
+    t_ms: int  # emulated time it was served
+    kind: str  # "token" | "notify"
+    method: str
+    target: str  # path and query as received
+    headers: dict[str, str]  # request headers, Authorization redacted
+    body_bytes: int  # size of the body
+    body: str  # notify: payload (latin-1 decoded, <= 5000 B); token: form, secret redacted
+    status: int  # HTTP status answered
+    outcome: str  # received / dropped / cached / channelthrottled / error text
+    msg_id: str | None = None  # X-WNS-Msg-ID on success
+    channel_id: str | None = None  # resolved channel, when known
+    sid: str | None = None  # app, when known
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "t_ms": self.t_ms,
+            "kind": self.kind,
+            "method": self.method,
+            "target": self.target,
+            "headers": self.headers,
+            "body_bytes": self.body_bytes,
+            "body": self.body,
+            "status": self.status,
+            "outcome": self.outcome,
+            "msg_id": self.msg_id,
+            "channel_id": self.channel_id,
+            "sid": self.sid,
+            "response_headers": self.response_headers,
+        }

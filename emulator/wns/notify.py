@@ -1,0 +1,164 @@
+"""Validation of a notification POST's headers and body ([WNSHDR] section 2.4).
+
+Owns: turning the request line, headers and body of ``POST <ChannelURI>`` into a checked
+:class:`Notification`, or raising the exact protocol error the real service would give.
+Must not: look up channels or tokens, or do I/O. Headers arrive as any object with
+``getall(name, default)`` (multidict's CIMultiDict, which aiohttp also uses).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from emulator.wns.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
+from emulator.wns.models import RAW_LIMIT_BYTES
+
+TYPES = ("wns/raw", "wns/toast", "wns/tile", "wns/badge")
+#: Content-Type per type [WNSHDR]: raw is octet-stream, the XML types text/xml.
+CONTENT_TYPES = {"wns/raw": "application/octet-stream"}
+XML_CONTENT_TYPE = "text/xml"
+#: Default X-WNS-PRIORITY per type [PRIO]: toast 1 High, tile/badge 2 Medium, raw 3 Low.
+DEFAULT_PRIORITY = {"wns/toast": 1, "wns/tile": 2, "wns/badge": 2, "wns/raw": 3}
+#: Cache policy applies to tile, badge and raw; default cache for tile/badge, no-cache for raw
+#: [WNSHDR]. Toasts are never cached while offline ([WNSOV]; dropped, [WNSHDR]).
+DEFAULT_CACHE = {"wns/tile": True, "wns/badge": True, "wns/raw": False}
+_ALNUM16 = re.compile(r"[A-Za-z0-9]{1,16}")
+#: Headers that may appear once; a repeat is a conflict (400).
+SINGLE = (
+    "X-WNS-Type",
+    "Content-Type",
+    "X-WNS-Cache-Policy",
+    "X-WNS-TTL",
+    "X-WNS-RequestForStatus",
+    "X-WNS-Tag",
+    "X-WNS-Group",
+    "X-WNS-PRIORITY",
+    "Authorization",
+)
+
+
+class Headers(Protocol):
+    def getall(self, key: str, default: list[str]) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A notification request that passed every header and body rule."""
+
+    wns_type: str  # one of TYPES
+    cache: bool  # resolved cache policy
+    ttl_s: int | None  # X-WNS-TTL, seconds after WNS receives it; None = never expires
+    request_status: bool  # X-WNS-RequestForStatus: answer with X-WNS-DeviceConnectionStatus
+    priority: int  # 1..4
+    tag: str | None  # X-WNS-Tag (tiles only)
+    payload: bytes
+
+
+def check_method(method: str) -> None:
+    """[WNSHDR] 405: only POST (DELETE exists for Windows Phone channels only)."""
+    if method != "POST":
+        raise MethodNotAllowed(
+            f"Invalid method ({method}); only POST is allowed on a Windows channel."
+        )
+
+
+def _one(headers: Headers, name: str) -> str | None:
+    values = headers.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"The {name} header appears more than once.")
+    return values[0].strip()
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def parse_notification(
+    headers: Headers, body: bytes, *, declared_length: int | None, chunked: bool
+) -> Notification:
+    """Check every header rule of [WNSHDR] 2.4 and the payload rules; raise 400/413."""
+    for name in SINGLE:
+        _one(headers, name)
+    if chunked:
+        raise BadRequest("Chunked transfer encoding is not supported; send Content-Length.")
+    if declared_length is None:
+        raise BadRequest("The Content-Length header is required.")
+
+    wns_type = (_one(headers, "X-WNS-Type") or "").lower()
+    if not wns_type:
+        raise BadRequest("The X-WNS-Type header is required.")
+    if wns_type not in TYPES:
+        raise BadRequest(f"X-WNS-Type {wns_type!r} is invalid; use one of {', '.join(TYPES)}.")
+
+    content_type = _one(headers, "Content-Type")
+    expected_ct = CONTENT_TYPES.get(wns_type, XML_CONTENT_TYPE)
+    if content_type is None:
+        raise BadRequest(f"The Content-Type header is required ({expected_ct} for {wns_type}).")
+    if _media_type(content_type) != expected_ct:
+        raise BadRequest(
+            f"Content-Type {content_type!r} conflicts with X-WNS-Type {wns_type}; "
+            f"use {expected_ct}."
+        )
+
+    cache = DEFAULT_CACHE.get(wns_type, False)
+    policy = _one(headers, "X-WNS-Cache-Policy")
+    if policy is not None:
+        if policy.lower() not in ("cache", "no-cache"):
+            raise BadRequest(f"X-WNS-Cache-Policy {policy!r} is invalid; use cache or no-cache.")
+        if wns_type not in DEFAULT_CACHE:
+            raise BadRequest("X-WNS-Cache-Policy applies to tile, badge and raw only.")
+        cache = policy.lower() == "cache"
+
+    ttl_s: int | None = None
+    ttl = _one(headers, "X-WNS-TTL")
+    if ttl is not None:
+        if not ttl.isascii() or not ttl.isdigit() or len(ttl) > 10:
+            raise BadRequest(f"X-WNS-TTL {ttl!r} is invalid; it must be an integer of seconds.")
+        ttl_s = int(ttl)
+
+    request_status = False
+    rfs = _one(headers, "X-WNS-RequestForStatus")
+    if rfs is not None:
+        if rfs.lower() not in ("true", "false"):
+            raise BadRequest(f"X-WNS-RequestForStatus {rfs!r} is invalid; use true or false.")
+        request_status = rfs.lower() == "true"
+
+    tag = _one(headers, "X-WNS-Tag")
+    if tag is not None:
+        if wns_type != "wns/tile":
+            raise BadRequest("X-WNS-Tag applies to tile notifications only.")
+        if not _ALNUM16.fullmatch(tag):
+            raise BadRequest("X-WNS-Tag must be 1 to 16 alphanumeric characters.")
+
+    group = _one(headers, "X-WNS-Group")
+    if group is not None:
+        if wns_type != "wns/toast":
+            raise BadRequest("X-WNS-Group applies to toast notifications only.")
+        if not _ALNUM16.fullmatch(group):
+            raise BadRequest("X-WNS-Group must be 1 to 16 alphanumeric characters.")
+
+    if headers.getall("X-WNS-Match", []):
+        raise BadRequest("X-WNS-Match is only valid with DELETE on Windows Phone channels.")
+    if headers.getall("X-WNS-SuppressPopup", []):
+        raise BadRequest("X-WNS-SuppressPopup is only valid on Windows Phone channels.")
+
+    priority = DEFAULT_PRIORITY[wns_type]
+    prio = _one(headers, "X-WNS-PRIORITY")
+    if prio is not None:
+        if prio not in ("1", "2", "3", "4"):
+            raise BadRequest(f"X-WNS-PRIORITY {prio!r} is invalid; use 1, 2, 3 or 4.")
+        priority = int(prio)
+
+    if declared_length > RAW_LIMIT_BYTES or len(body) > RAW_LIMIT_BYTES:
+        raise PayloadTooLarge(
+            f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
+        )
+    if not body:
+        # [RAW] the payload "must not be an empty string"; section 0: empty body -> 400.
+        raise BadRequest("The notification payload must not be empty.")
+
+    return Notification(wns_type, cache, ttl_s, request_status, priority, tag, body)

@@ -1,0 +1,359 @@
+"""The fake WNS service: the sans-I/O core that answers token and notification requests.
+
+Owns: the order in which a request is judged (method, faults, auth, channel, app scope,
+channel life, headers, payload, throttle), the success headers' values (Msg-ID, Debug-Trace,
+MS-CV), handing deliveries to subscribers, and the record of every request served.
+Must not: import aiohttp or read time; ``now`` comes in with every call.
+
+Order of checks for ``POST <ChannelURI>`` (the first failure answers):
+405 method -> injected fault -> 401 auth -> 404 channel -> 403 app scope -> 410 blocked /
+revoked / expired -> 400 headers -> 413 payload -> 406 throttle -> 200 received|dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from emulator.clock import Clock
+from emulator.logs import get_logger, redact, redact_authorization
+from emulator.wns.channels import (
+    DEFAULT_CACHE_PERIOD_MS,
+    DEFAULT_CHANNEL_TTL_MS,
+    ChannelRefused,
+    ChannelRegistry,
+    token_from_query,
+)
+from emulator.wns.errors import (
+    ChannelNotFound,
+    Forbidden,
+    InjectedFault,
+    OAuthError,
+    Unauthorized,
+)
+from emulator.wns.faults import FaultBook
+from emulator.wns.models import AccessToken, App, Channel, Delivery, Push, RequestRecord
+from emulator.wns.notify import Headers, check_method, parse_notification
+from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
+
+Subscriber = Callable[[Channel, Delivery], None]
+
+#: Descriptions for injected statuses, in the words of [WNSHDR] 2.6.
+FAULT_TEXT = {
+    400: "One or more headers were specified incorrectly or conflict with another header.",
+    401: "The cloud service did not present a valid authentication ticket.",
+    403: "The cloud service is not authorized to send a notification to this URI.",
+    404: "The channel URI is not valid or is not recognized by WNS.",
+    406: "The cloud service exceeded its throttle limit.",
+    410: "The channel expired.",
+    413: "The notification payload exceeds the 5000 byte size limit.",
+    500: "An internal failure caused notification delivery to fail.",
+    503: "The server is currently unavailable.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WnsConfig:
+    """Everything a fake WNS instance is configured with."""
+
+    apps: tuple[App, ...]
+    base_url: str = "http://127.0.0.1"  # public base of ChannelURIs (scheme://host[:port])
+    seed: int = 0  # RNG seed: tokens, ChannelURIs and Msg-IDs are reproducible
+    token_ttl_ms: int = DEFAULT_TOKEN_TTL_MS  # 24 h [QS]
+    channel_ttl_ms: int = DEFAULT_CHANNEL_TTL_MS  # 30 days [PUSH]
+    cache_period_ms: int = DEFAULT_CACHE_PERIOD_MS  # offline cache lifetime (section 0)
+    renewal: str = "new"  # "new" URI on renewal, or "extend" the same URI
+    rate_limit: tuple[int, int] | None = (600, 60_000)  # per channel: pushes per window ms
+    record_limit: int = 10_000  # requests kept for inspection (oldest dropped first)
+    blocked_pfns: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the core learned about one request, for the response headers and the record."""
+
+    ms_cv: str = ""  # MS-CV echoed or generated [WNSHDR]
+    debug_trace: str = ""  # X-WNS-Debug-Trace
+    channel: Channel | None = None
+    sid: str | None = None
+    msg_id: str | None = None
+    outcome: str = ""
+    connection: str | None = None  # X-WNS-DeviceConnectionStatus, when requested
+    latency_ms: int = 0  # injected delay to apply before answering
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class WnsService:
+    """One fake WNS: apps, tokens, channels, faults, records."""
+
+    def __init__(self, config: WnsConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = get_logger("wns", clock)
+        self.apps = {app.sid: app for app in config.apps}
+        self.subscribers: dict[str, Subscriber] = {}
+        self.records: deque[RequestRecord] = deque(maxlen=config.record_limit)
+        self._build()
+
+    def _build(self) -> None:
+        seed = self.config.seed
+        self.tokens = TokenService(
+            self.config.apps, random.Random(f"{seed}:tokens"), self.config.token_ttl_ms
+        )
+        self.registry = ChannelRegistry(
+            self.config.apps,
+            random.Random(f"{seed}:channels"),
+            base_url=self.config.base_url,
+            channel_ttl_ms=self.config.channel_ttl_ms,
+            cache_period_ms=self.config.cache_period_ms,
+            renewal=self.config.renewal,
+            rate_limit=self.config.rate_limit,
+        )
+        self.registry.blocked.update(self.config.blocked_pfns)
+        self.faults = FaultBook()
+        self._ids = random.Random(f"{seed}:ids")
+        self._seq = 0
+
+    def reset(self) -> None:
+        """Forget tokens, channels, faults and records; keep apps and subscribers."""
+        self.records.clear()
+        self._build()
+        self.log.info("wns.reset")
+
+    def set_base_url(self, base_url: str) -> None:
+        """Set the ChannelURI base once the listening port is known (``--port 0``)."""
+        self.registry.base_url = base_url.rstrip("/")
+
+    # -- token endpoint -------------------------------------------------------------------
+    def token(
+        self, method: str, content_type: str | None, body: bytes, now: int, ex: Exchange
+    ) -> AccessToken:
+        """``POST /accesstoken.srf`` [WNSHDR] 2.1-2.2; raises :class:`OAuthError`."""
+        self._start(ex, None)
+        if method != "POST":
+            raise OAuthError("invalid_request", f"use POST, not {method}", status=405)
+        ex.sid = self._sid_of_form(body)
+        latency, fault = self.faults.take("token", ex.sid, None)
+        ex.latency_ms = latency
+        if fault is not None and fault.status is not None:
+            raise OAuthError(
+                "temporarily_unavailable" if fault.status >= 500 else "invalid_request",
+                fault.description or FAULT_TEXT.get(fault.status, "injected fault"),
+                status=fault.status,
+            )
+        token = self.tokens.issue(content_type, body, now)
+        ex.sid = token.sid
+        ex.outcome = "issued"
+        self.log.info("wns.token_issued", sid=token.sid, expires_ms=token.expires_ms)
+        return token
+
+    def _sid_of_form(self, body: bytes) -> str | None:
+        try:
+            client_id = parse_qs(body.decode("utf-8"), max_num_fields=32).get("client_id", [""])[0]
+        except (UnicodeDecodeError, ValueError):
+            return None
+        app = self.tokens.apps_by_client_id.get(client_id)
+        return app.sid if app else None
+
+    # -- notification endpoint ------------------------------------------------------------
+    def notify(
+        self,
+        method: str,
+        raw_query: str,
+        headers: Headers,
+        body: bytes,
+        *,
+        declared_length: int | None,
+        chunked: bool,
+        now: int,
+        ex: Exchange,
+    ) -> Push:
+        """``POST <ChannelURI>`` [WNSHDR] 2.4-2.6; raises a :class:`NotifyError`."""
+        cv = headers.getall("MS-CV", [])
+        self._start(ex, cv[0] if cv else None)
+        check_method(method)
+        channel = self.registry.find(token_from_query(raw_query))
+        ex.channel = channel
+        ex.sid = channel.sid if channel else None
+        latency, fault = self.faults.take("notify", ex.sid, channel.id if channel else None)
+        ex.latency_ms = latency
+        if fault is not None and fault.status is not None:
+            raise InjectedFault(
+                fault.status,
+                fault.description or FAULT_TEXT.get(fault.status, "Injected fault."),
+                retry_after_s=fault.retry_after_s,
+            )
+        token = self._authenticate(headers, now)
+        if channel is None:
+            raise ChannelNotFound("The channel URI is not valid or is not recognized by WNS.")
+        if token.sid != channel.sid:
+            raise Forbidden(
+                "The cloud service is not authorized to send a notification to this URI: "
+                "the access token belongs to another app."
+            )
+        self.registry.check_usable(channel, now)
+        note = parse_notification(headers, body, declared_length=declared_length, chunked=chunked)
+        self.registry.check_rate(channel, now)
+        push = Push(
+            msg_id=self._msg_id(),
+            wns_type=note.wns_type,
+            payload=note.payload,
+            received_ms=now,
+            cache=note.cache,
+            expires_ms=None if note.ttl_s is None else now + note.ttl_s * 1000,
+            priority=note.priority,
+        )
+        accepted = self.registry.accept(channel, push, now)
+        ex.msg_id = push.msg_id
+        ex.outcome = accepted.wns_status if accepted.how != "cached" else "cached"
+        ex.extra["X-WNS-Status"] = accepted.wns_status
+        ex.extra["X-WNS-NotificationStatus"] = accepted.wns_status  # older name, section 0
+        if accepted.description:
+            ex.extra["X-WNS-Error-Description"] = accepted.description
+        if note.request_status:
+            ex.extra["X-WNS-DeviceConnectionStatus"] = accepted.connection
+        self.log.debug(
+            "wns.push_accepted",
+            channel_id=channel.id,
+            device_id=channel.device_id,
+            msg_id=push.msg_id,
+            how=accepted.how,
+        )
+        if accepted.delivery is not None:
+            self._hand_over(channel, accepted.delivery)
+        return push
+
+    def _authenticate(self, headers: Headers, now: int) -> AccessToken:
+        values = headers.getall("Authorization", [])
+        if not values:
+            raise Unauthorized("The Authorization header is missing.", token_presented=False)
+        scheme, _, credential = values[0].strip().partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
+        credential = credential.strip()
+        token = self.tokens.resolve(credential, now)
+        if token is None:
+            known = self.tokens.known(credential)
+            if known is None:
+                raise Unauthorized("The access token is invalid.")
+            if known.revoked:
+                raise Unauthorized("The access token has been revoked.")
+            raise Unauthorized("Token expired.")
+        return token
+
+    # -- devices (the sans-I/O API device agents use) --------------------------------------
+    def request_channel(self, device_id: str, pfn: str, now: int) -> Channel:
+        """Register (or renew) a device's channel for ``pfn``; raises ChannelRefused."""
+        try:
+            channel = self.registry.request_channel(device_id, pfn, now)
+        except ChannelRefused as exc:
+            self.log.info("wns.channel_refused", device_id=device_id, pfn=pfn, reason=exc.reason)
+            raise
+        self.log.info(
+            "wns.channel_issued",
+            device_id=device_id,
+            channel_id=channel.id,
+            channel_uri=channel.uri,
+            expires_ms=channel.expires_ms,
+        )
+        return channel
+
+    def revoke_channel(self, channel: Channel) -> None:
+        self.registry.revoke(channel)
+        self.log.info("wns.channel_revoked", device_id=channel.device_id, channel_id=channel.id)
+
+    def subscribe(self, device_id: str, subscriber: Subscriber | None) -> None:
+        """Register the callback that receives this device's pushes (None removes it)."""
+        if subscriber is None:
+            self.subscribers.pop(device_id, None)
+        else:
+            self.subscribers[device_id] = subscriber
+
+    def set_connection(self, device_id: str, status: str, now: int) -> int:
+        """Change a device's WNS connection; returns how many cached pushes were delivered."""
+        delivered = self.registry.set_connection(device_id, status, now)
+        self.log.info(
+            "wns.connection", device_id=device_id, status=status, from_cache=len(delivered)
+        )
+        for channel, delivery in delivered:
+            self._hand_over(channel, delivery)
+        return len(delivered)
+
+    def _hand_over(self, channel: Channel, delivery: Delivery) -> None:
+        subscriber = self.subscribers.get(channel.device_id)
+        if subscriber is None:
+            return
+        try:
+            subscriber(channel, delivery)
+        except Exception:  # a faulty device must not fail the sender's request
+            self.log.exception(
+                "wns.subscriber_failed", device_id=channel.device_id, msg_id=delivery.push.msg_id
+            )
+
+    # -- records --------------------------------------------------------------------------
+    def record(
+        self,
+        *,
+        kind: str,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        status: int,
+        ex: Exchange,
+        response_headers: Mapping[str, str],
+        now: int,
+    ) -> RequestRecord:
+        self._seq += 1
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        shown = {
+            k: (redact_authorization(v) if k.lower() == "authorization" else v) for k, v in pairs
+        }
+        record = RequestRecord(
+            seq=self._seq,
+            t_ms=now,
+            kind=kind,
+            method=method,
+            target=target,
+            headers=shown,
+            body_bytes=len(body),
+            body=self._shown_body(kind, body),
+            status=status,
+            outcome=ex.outcome,
+            msg_id=ex.msg_id,
+            channel_id=ex.channel.id if ex.channel else None,
+            sid=ex.sid,
+            response_headers=dict(response_headers),
+        )
+        self.records.append(record)
+        return record
+
+    @staticmethod
+    def _shown_body(kind: str, body: bytes) -> str:
+        if kind == "token":
+            try:
+                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+            except (UnicodeDecodeError, ValueError):
+                return f"<unparsable form, {len(body)} bytes>"
+            shown = redact({k: v[0] if len(v) == 1 else v for k, v in form.items()})
+            return "&".join(f"{k}={v}" for k, v in shown.items())
+        text = body[:5000].decode("latin-1")
+        return text if len(body) <= 5000 else text + f"... ({len(body)} bytes)"
+
+    # -- ids ------------------------------------------------------------------------------
+    def _start(self, ex: Exchange, ms_cv: str | None) -> None:
+        ex.ms_cv = ms_cv or self._new_cv()
+        ex.debug_trace = f"DMEMU{self._seq + 1:08d}"
+
+    def _msg_id(self) -> str:
+        return f"{self._ids.getrandbits(64):016X}"  # [WNSHDR] alphanumeric <= 16 chars
+
+    def _new_cv(self) -> str:
+        return base64.b64encode(self._ids.randbytes(12)).decode("ascii") + ".0"
+
+
+__all__ = ["Exchange", "Subscriber", "WnsConfig", "WnsService"]
