@@ -19,6 +19,7 @@ from emulator.clock.base import (
     Clock,
     Scheduler,
     Timer,
+    http_date,
     iso,
     parse_iso,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Scheduler",
     "Timer",
     "VirtualClock",
+    "http_date",
     "iso",
     "parse_iso",
 ]

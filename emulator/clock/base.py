@@ -28,6 +28,7 @@ import itertools
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -54,6 +55,11 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
         f"{ms % 1000:03d}Z"
     )
+
+
+def http_date(ms: int) -> str:
+    """Render epoch milliseconds as an HTTP Date header value (RFC 9110 IMF-fixdate)."""
+    return format_datetime(datetime.fromtimestamp(ms // 1000, tz=UTC), usegmt=True)
 
 
 def parse_iso(text: str) -> int:

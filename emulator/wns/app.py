@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.clock import Clock
+from emulator.clock import Clock, http_date
 from emulator.control import make_control_app
 from emulator.control.keys import CLOCK, WNS
 from emulator.logs import get_logger
@@ -46,15 +46,18 @@ async def _boundary(request: web.Request, handler: Handler) -> web.StreamRespons
     clock = request.app[CLOCK]
     with clock.busy():
         try:
-            return await handler(request)
-        except web.HTTPException:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["Date"] = http_date(clock.now())
             raise
         except Exception:
             get_logger("wns.http", clock).exception("wns.internal_error", path=request.raw_path)
-            return web.Response(
+            response = web.Response(
                 status=500,
                 headers={"X-WNS-Error-Description": "Internal emulator error (see its log)."},
             )
+        response.headers["Date"] = http_date(clock.now())  # emulated time, not the host's
+        return response
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:

@@ -210,6 +210,7 @@ class WnsService:
         accepted = self.registry.accept(channel, push, now)
         ex.msg_id = push.msg_id
         ex.outcome = accepted.wns_status if accepted.how != "cached" else "cached"
+        ex.extra["X-WNS-Msg-ID"] = push.msg_id  # [WNSHDR][QS]
         ex.extra["X-WNS-Status"] = accepted.wns_status
         ex.extra["X-WNS-NotificationStatus"] = accepted.wns_status  # older name, section 0
         if accepted.description:

@@ -1,0 +1,79 @@
+"""Shared fixtures: a virtual clock, a fake WNS app with two apps, and request helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from emulator.clock import VirtualClock
+from emulator.logs import configure_logging
+from emulator.wns.app import make_wns_app
+from emulator.wns.models import App
+from emulator.wns.service import WnsConfig, WnsService
+
+APP_A = App(sid="S-1-15-2-111-222-333", secret="secret+A/=", pfn="Contoso.MdmPush_8wekyb3d8bbwe")
+APP_B = App(sid="S-1-15-2-444-555-666", secret="secret-B", pfn="Fabrikam.MdmPush_1a2b3c4d5e6f7")
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    configure_logging("warning")
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+def make_service(clock: VirtualClock, **overrides: Any) -> WnsService:
+    config = WnsConfig(apps=(APP_A, APP_B), base_url="http://wns.test", **overrides)
+    return WnsService(config, clock)
+
+
+@pytest.fixture
+def service(clock: VirtualClock) -> WnsService:
+    return make_service(clock)
+
+
+@pytest.fixture
+async def wns(aiohttp_client: AiohttpClient, service: WnsService, clock: VirtualClock) -> Any:
+    client = await aiohttp_client(make_wns_app(service, clock))
+    return client
+
+
+def token_form(app: App = APP_A, **changes: str) -> dict[str, str]:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": app.client_id,
+        "client_secret": app.secret,
+        "scope": "notify.windows.com",
+    }
+    form.update(changes)
+    return {k: v for k, v in form.items() if v != "<drop>"}
+
+
+async def get_token(client: TestClient[Any, Any], app: App = APP_A) -> str:
+    resp = await client.post("/accesstoken.srf", data=token_form(app))
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["access_token"])
+
+
+def raw_headers(token: str, **extra: str) -> dict[str, str]:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/octet-stream",
+        "X-WNS-Type": "wns/raw",
+    }
+    headers.update(extra)
+    return headers
+
+
+def channel_path(uri: str) -> URL:
+    """The path+query of a ChannelURI, byte for byte (the test client supplies the host)."""
+    return URL("/" + uri.split("://", 1)[1].split("/", 1)[1], encoded=True)
