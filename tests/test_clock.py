@@ -111,7 +111,7 @@ def test_real_clock_jumps_forward_and_fires_what_it_passed() -> None:
     assert clock.advance(31 * DAY) == 1
     assert out == ["expired"]
     assert clock.now() == DEFAULT_EPOCH_MS + 31 * DAY
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate must be positive"):
         RealTimeClock(0)
 
 

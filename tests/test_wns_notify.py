@@ -47,7 +47,8 @@ async def test_success_headers(wns: Any, channel: Channel, token: str) -> None:
     assert resp.headers["X-WNS-Status"] == "received"
     assert resp.headers["X-WNS-NotificationStatus"] == "received"
     msg_id = resp.headers["X-WNS-Msg-ID"]
-    assert len(msg_id) == 16 and msg_id.isalnum()
+    assert len(msg_id) == 16
+    assert msg_id.isalnum()
     assert resp.headers["X-WNS-Debug-Trace"].isalnum()
     assert resp.headers["MS-CV"].endswith(".0")
     assert "X-WNS-DeviceConnectionStatus" not in resp.headers

@@ -20,7 +20,8 @@ async def test_token_success_shape_and_headers(wns: Any) -> None:
     body = await resp.json()
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 86_400  # [QS] 24 hours
-    assert isinstance(body["access_token"], str) and len(body["access_token"]) > 40
+    assert isinstance(body["access_token"], str)
+    assert len(body["access_token"]) > 40
 
 
 async def test_content_type_with_charset_is_accepted(wns: Any) -> None:
