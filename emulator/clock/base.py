@@ -116,8 +116,8 @@ class Clock(Protocol):
     async def jump(self, ms: int) -> int:
         """Jump forward ``ms`` from inside a running world, letting it react between timers."""
 
-    async def sleep(self, ms: int) -> None:
-        """Wait ``ms`` on this clock."""
+    async def sleep(self, ms: int, *, peer_units: int = 0) -> None:
+        """Wait ``ms`` on this clock (``peer_units``: see :meth:`Scheduler.parked`)."""
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
         """Start a task whose running time counts as busy (time does not skip under it)."""
@@ -125,8 +125,11 @@ class Clock(Protocol):
     def busy(self) -> AbstractContextManager[None]:
         """Context manager: work in flight; a virtual clock does not jump while it is held."""
 
-    def parked(self) -> AbstractContextManager[None]:
+    def parked(self, peer_units: int = 0) -> AbstractContextManager[None]:
         """Context manager: the current task releases what it holds while it waits on time."""
+
+    def holding(self) -> bool:
+        """Whether the current task holds the clock busy (an in-world task)."""
 
 
 class Scheduler:
@@ -234,16 +237,25 @@ class Scheduler:
             _HELD.reset(token)
             self._release(1)
 
+    def holding(self) -> bool:
+        return _HELD.get() > 0
+
     @contextmanager
-    def parked(self) -> Iterator[None]:
-        held = _HELD.get()
+    def parked(self, peer_units: int = 0) -> Iterator[None]:
+        """Release what the current task holds while it waits on time.
+
+        ``peer_units``: a server answering an in-world client (one that holds a unit while it
+        awaits the response) also releases the client's unit, since that client is waiting on
+        this server, which is waiting on time. Without it, injected latency would deadlock.
+        """
+        held = _HELD.get() + peer_units
         self._release(held)
         token = _HELD.set(0)
         try:
             yield
         finally:
             _HELD.reset(token)
-            self._take(held)
+            self._take(held)  # `held` includes peer_units
 
     async def _wait_released(self) -> None:
         """Wait until the busy count drops to zero (used by the virtual clock's driver)."""
@@ -252,12 +264,12 @@ class Scheduler:
         await fut
 
     # -- asyncio helpers ----------------------------------------------------------------
-    async def sleep(self, ms: int) -> None:
+    async def sleep(self, ms: int, *, peer_units: int = 0) -> None:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         timer = self.call_later(ms, _wake, fut)
         try:
-            with self.parked():
+            with self.parked(peer_units):
                 await fut
         finally:
             timer.cancel()

@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from emulator.clock import MINUTE, SECOND, Clock
+from emulator.control.keys import held_header
 
 REFRESH_AHEAD_MS = 5 * MINUTE  # refresh 5 min before expiry, as Fleet does [FLEET-WNS]
 DEFAULT_EXPIRES_S = 86_400  # when the token response omits expires_in [FLEET-WNS]
@@ -91,7 +92,9 @@ class WnsSender:
             "client_secret": self.client_secret,
             "scope": "notify.windows.com",
         }
-        async with self.session.post(self.token_url, data=form) as resp:
+        async with self.session.post(
+            self.token_url, data=form, headers=held_header(self.clock)
+        ) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200 or not isinstance(body, dict) or "access_token" not in body:
                 raise TokenError(resp.status, body)
@@ -137,6 +140,7 @@ class WnsSender:
         }
         if self.ttl_s is not None:
             headers["X-WNS-TTL"] = str(self.ttl_s)
+        headers.update(held_header(self.clock))
         # encoded=True: POST to the ChannelURI exactly as the device reported it [WNSOV].
         async with self.session.post(URL(uri, encoded=True), data=payload, headers=headers) as resp:
             await resp.read()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from emulator.clock import Clock, http_date
 from emulator.control import make_control_app
-from emulator.control.keys import CLOCK, WNS
+from emulator.control.keys import CLOCK, HELD_HEADER, WNS
 from emulator.logs import get_logger
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
@@ -71,6 +71,11 @@ async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
         return b"", True
 
 
+async def _delay(request: web.Request, clock: Clock, ms: int) -> None:
+    """Injected latency, on the emulated clock (releasing an in-world client's hold too)."""
+    await clock.sleep(ms, peer_units=1 if request.headers.get(HELD_HEADER) == "1" else 0)
+
+
 def _chunked(request: web.Request) -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
@@ -106,7 +111,7 @@ async def notify_endpoint(request: web.Request) -> web.Response:
             headers["X-WNS-Status"] = headers["X-WNS-NotificationStatus"] = err.wns_status
         ex.outcome = err.wns_status or f"error: {err.description}"
     if ex.latency_ms:
-        await clock.sleep(ex.latency_ms)
+        await _delay(request, clock, ex.latency_ms)
     headers["X-WNS-Debug-Trace"] = ex.debug_trace
     headers["MS-CV"] = ex.ms_cv
     service.record(
@@ -143,7 +148,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
         payload = {"error": err.error, "error_description": err.description}
         ex.outcome = f"error: {err.error}"
     if ex.latency_ms:
-        await clock.sleep(ex.latency_ms)
+        await _delay(request, clock, ex.latency_ms)
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
     service.record(
         kind="token",
