@@ -184,6 +184,10 @@ async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
     from emulator.tls import server_context
     from emulator.wns.server import start_wns
 
+    stop = asyncio.Event()  # handlers first: a stop signal during start-up is honoured too
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     clock = _clock(args)
     ssl_context, ca_file = None, None
     if args.tls:
@@ -214,17 +218,13 @@ async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
     for app in config.apps:
         secret = f" secret {app.secret}" if app == DEMO_APP else ""
         lines.append(f"  app {app.client_id}  PFN {app.pfn}{secret}")
-    print("\n".join(lines), flush=True)
     if args.ready_file:
         args.ready_file.write_text(
             json.dumps(
                 {"url": wns.url, "port": wns.port, "ca_file": str(ca_file) if ca_file else None}
             )
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    print("\n".join(lines), flush=True)
     await stop.wait()
     await wns.stop()
     print("dmemu wns stopped", flush=True)

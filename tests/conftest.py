@@ -21,9 +21,9 @@ APP_B = App(sid="S-1-15-2-444-555-666", secret="secret-B", pfn="Fabrikam.MdmPush
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _quiet_logs() -> None:
-    configure_logging("warning")
+    configure_logging("warning")  # also undoes a CLI test's configuration
 
 
 @pytest.fixture

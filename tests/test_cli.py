@@ -1,0 +1,229 @@
+"""The dmemu command line: clear errors with exit code 2, a real `dmemu wns` process, demo."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import main
+from emulator.wns.config import parse_app_arg
+
+DMEMU = [sys.executable, "-m", "emulator.cli"]
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return int(exit_info.value.code or 0), capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "where"),
+    [
+        ("apps:\n  - sid: S-1-15-2-1-2-3\n    secret: s\n    pfn: bad pfn\n", ":4: apps.0.pfn:"),
+        ("apps:\n  - sid: nope\n    secret: s\n    pfn: A.B_0123456789abc\n", ":2: apps.0.sid:"),
+        ("token_ttl: 24 hours\n", ":1: token_ttl:"),
+        ("renewal: sometimes\n", ":1: renewal:"),
+        ("rate_limit: fast\n", ":1: rate_limit:"),
+        ("seed: 1\nspeed: 2\n", ":2: speed:"),
+        ("apps: [\n", ":2: invalid YAML"),
+        ("apps:\n  - sid: S-1-15-2-1-2-3\n    pfn: A.B_0123456789abc\n", ":2: apps.0.secret:"),
+    ],
+)
+def test_bad_config_names_file_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], yaml_text: str, where: str
+) -> None:
+    """Bad input gets file, line and field, exit code 2, no traceback."""
+    config = tmp_path / "wns.yaml"
+    config.write_text(yaml_text)
+    code, err = run_main(capsys, "wns", "--config", str(config))
+    assert code == 2
+    assert f"{config}{where}" in err
+    assert "Traceback" not in err
+
+
+def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for argv in (
+        ["wns", "--app", "just-a-sid"],
+        ["wns", "--token-ttl", "soon"],
+        ["wns", "--rate", "0"],
+        ["wns", "--rate-limit", "x/y"],
+        ["wns", "--config", str(tmp_path / "missing.yaml")],
+        ["wns", "--start", "yesterday"],
+        ["wns", "--log-level", "loud"],
+    ):
+        code, err = run_main(capsys, *argv)
+        assert code == 2, argv
+        assert "error" in err
+        assert "Traceback" not in err
+
+
+def test_app_argument_keeps_equals_signs_in_secrets() -> None:
+    app = parse_app_arg("ms-app://S-1-15-2-11-22-33=c2VjcmV0===A.B_0123456789abc")
+    assert (app.sid, app.secret, app.pfn) == (
+        "S-1-15-2-11-22-33",
+        "c2VjcmV0==",
+        "A.B_0123456789abc",
+    )
+
+
+def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen(
+        [
+            *DMEMU,
+            "wns",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    assert banner.startswith("dmemu wns listening on "), banner + (
+        proc.stderr.read() if proc.stderr else ""
+    )
+    return proc, json.loads(ready.read_text())
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    return out
+
+
+def test_standalone_wns_serves_the_readme_curl_flow(tmp_path: Path) -> None:
+    """The README's example: token, channel via the control API, raw push, inspection."""
+    proc, ready = _start(tmp_path, "--clock", "virtual")
+    try:
+        url = str(ready["url"])
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": "ms-app://S-1-15-2-1234567890-1234567890-1234567890-123456789-"
+                "1234567890-1234567890-123456789",
+                "client_secret": "dmemu-demo-secret",
+                "scope": "notify.windows.com",
+            }
+        ).encode()
+        with urllib.request.urlopen(f"{url}/accesstoken.srf", form, timeout=10) as resp:
+            token = json.load(resp)["access_token"]
+        req = urllib.request.Request(
+            f"{url}/_emulator/wns/channels",
+            json.dumps({"pfn": "Dmemu.DemoMdmPush_8wekyb3d8bbwe"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            channel = json.load(resp)
+        push = urllib.request.Request(
+            channel["channel_uri"],
+            b"wake",
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "X-WNS-Type": "wns/raw",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        with urllib.request.urlopen(push, timeout=10) as resp:
+            assert resp.headers["X-WNS-Status"] == "received"
+        adv = urllib.request.Request(
+            f"{url}/_emulator/clock/advance",
+            b'{"days": 31}',
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(adv, timeout=10) as resp:
+            assert json.load(resp)["now"] == "2026-02-01T00:00:00.000Z"
+        with urllib.request.urlopen(f"{url}/accesstoken.srf", form, timeout=10) as resp:
+            push.headers["Authorization"] = f"Bearer {json.load(resp)['access_token']}"
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(push, timeout=10)
+        gone.value.close()
+        assert gone.value.code == 410  # the channel's 30 days ran out
+    finally:
+        out = _stop(proc)
+    assert "dmemu wns stopped" in out
+
+
+def test_standalone_wns_over_tls_with_the_written_ca(tmp_path: Path) -> None:
+    """--tls serves HTTPS with a local CA; a sender that trusts the CA file connects."""
+    import ssl
+
+    proc, ready = _start(tmp_path, "--tls", "--tls-dir", str(tmp_path / "tls"))
+    try:
+        assert str(ready["url"]).startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(ready["ca_file"]))
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", int(str(ready["port"])), context=context, timeout=10
+        )
+        try:
+            conn.request("GET", "/_emulator/clock")
+            assert json.loads(conn.getresponse().read())["mode"] == "real"
+        finally:
+            conn.close()
+        untrusting = ssl.create_default_context()  # system trust only: must refuse
+        raw = socket.create_connection(("127.0.0.1", int(str(ready["port"]))), timeout=10)
+        tls = untrusting.wrap_socket(
+            raw, server_hostname="127.0.0.1", do_handshake_on_connect=False
+        )
+        with tls, pytest.raises(ssl.SSLCertVerificationError):
+            tls.do_handshake()
+    finally:
+        _stop(proc)
+    ca_before = (tmp_path / "tls" / "dmemu-ca.pem").read_bytes()
+    proc, _ = _start(tmp_path, "--tls", "--tls-dir", str(tmp_path / "tls"))
+    _stop(proc)
+    assert (tmp_path / "tls" / "dmemu-ca.pem").read_bytes() == ca_before  # trust survives
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    proc, ready = _start(tmp_path)
+    try:
+        clash = subprocess.run(
+            [*DMEMU, "wns", "--port", str(ready["port"])],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        )
+        assert clash.returncode == 1
+        assert "cannot listen on 127.0.0.1:" in clash.stderr
+        assert "Traceback" not in clash.stderr
+    finally:
+        _stop(proc)
+
+
+def test_demo_passes_and_writes_its_report(tmp_path: Path) -> None:
+    report = tmp_path / "demo.json"
+    done = subprocess.run(
+        [*DMEMU, "demo", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "demo PASS" in done.stdout
+    steps = json.loads(report.read_text())["steps"]
+    assert [s["status"] for s in steps] == [200, 200, 200, 200, 200, 410]
