@@ -40,13 +40,6 @@ def _app(text: str) -> App:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _rate_limit(text: str) -> tuple[int, int] | None:
-    try:
-        return parse_rate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -87,7 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     wns.add_argument("--renewal", choices=["new", "extend"], help="renewal: new URI or extend")
     wns.add_argument(
         "--rate-limit",
-        type=_rate_limit,
         metavar="N/DURATION",
         help="pushes per channel before 406, e.g. 600/60s, or off",
     )
@@ -149,21 +141,21 @@ def _wns_config(args: argparse.Namespace) -> WnsConfig:
     file = WnsFile()
     if args.config is not None:
         file = load_model(args.config, WnsFile)
+    given = {
+        "token_ttl_ms": args.token_ttl,
+        "channel_ttl_ms": args.channel_ttl,
+        "cache_period_ms": args.cache_period,
+        "renewal": args.renewal,
+        "seed": args.seed,
+    }
+    overrides: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    if args.rate_limit is not None:  # given on the command line ("off" parses to None)
+        try:
+            overrides["rate_limit"] = parse_rate(args.rate_limit)
+        except ValueError as exc:
+            _fail(f"--rate-limit: {exc}")
     try:
-        return build_config(
-            file,
-            args.app,
-            token_ttl_ms=args.token_ttl,
-            channel_ttl_ms=args.channel_ttl,
-            cache_period_ms=args.cache_period,
-            renewal=args.renewal,
-            seed=args.seed,
-            **(
-                {"rate_limit": args.rate_limit}
-                if args.rate_limit is not None or "--rate-limit" in sys.argv
-                else {}
-            ),
-        )
+        return build_config(file, args.app, **overrides)
     except ValueError as exc:
         _fail(str(exc))
 

@@ -227,3 +227,19 @@ def test_demo_passes_and_writes_its_report(tmp_path: Path) -> None:
     assert "demo PASS" in done.stdout
     steps = json.loads(report.read_text())["steps"]
     assert [s["status"] for s in steps] == [200, 200, 200, 200, 200, 410]
+
+
+def test_flags_override_the_config_file_including_off(tmp_path: Path) -> None:
+    """`--rate-limit off` must disable the limit a config file (or the default) sets."""
+    from emulator.cli import _wns_config, build_parser
+
+    config = tmp_path / "wns.yaml"
+    config.write_text("rate_limit: 5/1s\ntoken_ttl: 1h\nseed: 3\n")
+    args = build_parser().parse_args(["wns", "--config", str(config), "--rate-limit", "off"])
+    resolved = _wns_config(args)
+    assert resolved.rate_limit is None
+    assert (resolved.token_ttl_ms, resolved.seed) == (3_600_000, 3)
+    kept = _wns_config(build_parser().parse_args(["wns", "--config", str(config)]))
+    assert kept.rate_limit == (5, 1000)
+    default = _wns_config(build_parser().parse_args(["wns", "--token-ttl", "2h"]))
+    assert (default.rate_limit, default.token_ttl_ms) == ((600, 60_000), 7_200_000)

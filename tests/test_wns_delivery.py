@@ -47,7 +47,7 @@ def send(
     service.notify(
         "POST",
         query,
-        headers,
+        headers.items(),
         body.encode(),
         declared_length=len(body),
         chunked=False,

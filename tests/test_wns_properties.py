@@ -104,7 +104,7 @@ def test_core_only_raises_protocol_errors(
         service.notify(
             method,
             query,
-            multi,
+            multi.items(),
             body,
             declared_length=len(body),
             chunked=False,

@@ -88,12 +88,12 @@ async def test_exact_channel_uri_and_raw_headers(
     wns, sender = world
     channel = wns.service.request_channel("d", APP_A.pfn, clock.now())
     await sender.push(channel.uri, b"wake")
-    record = wns.service.records[-1]
-    assert record.target == "/" + channel.uri.split("/", 3)[3]
-    assert record.headers["X-WNS-Type"] == "wns/raw"
-    assert record.headers["Content-Type"] == "application/octet-stream"
-    assert record.headers["Content-Length"] == "4"
-    assert record.headers["X-WNS-Cache-Policy"] == "cache"
+    record = wns.service.records[-1].as_json()
+    assert record["target"] == "/" + channel.uri.split("/", 3)[3]
+    assert record["headers"]["X-WNS-Type"] == "wns/raw"
+    assert record["headers"]["Content-Type"] == "application/octet-stream"
+    assert record["headers"]["Content-Length"] == "4"
+    assert record["headers"]["X-WNS-Cache-Policy"] == "cache"
 
 
 async def test_untrusted_channel_hosts_are_refused(world: tuple[RunningWns, WnsSender]) -> None:

@@ -139,4 +139,4 @@ async def test_secrets_never_reach_the_records(wns: Any, service: WnsService) ->
     dump = repr([r.as_json() for r in service.records])
     assert APP_A.secret not in dump
     assert token not in dump
-    assert "client_secret=<redacted sha256:" in service.records[0].body
+    assert "client_secret=<redacted sha256:" in service.records[0].as_json()["body"]

@@ -57,9 +57,21 @@ def iso(ms: int) -> str:
     )
 
 
+_http_date_memo: list[tuple[int, str]] = [(-1, "")]
+
+
 def http_date(ms: int) -> str:
-    """Render epoch milliseconds as an HTTP Date header value (RFC 9110 IMF-fixdate)."""
-    return format_datetime(datetime.fromtimestamp(ms // 1000, tz=UTC), usegmt=True)
+    """Render epoch milliseconds as an HTTP Date header value (RFC 9110 IMF-fixdate).
+
+    Memoized per second: a busy server answers many requests within one.
+    """
+    second = ms // 1000
+    memo = _http_date_memo[0]
+    if memo[0] == second:
+        return memo[1]
+    text = format_datetime(datetime.fromtimestamp(second, tz=UTC), usegmt=True)
+    _http_date_memo[0] = (second, text)
+    return text
 
 
 def parse_iso(text: str) -> int:
@@ -227,15 +239,8 @@ class Scheduler:
                 if not fut.done():
                     fut.set_result(None)
 
-    @contextmanager
-    def busy(self) -> Iterator[None]:
-        self._take(1)
-        token = _HELD.set(_HELD.get() + 1)
-        try:
-            yield
-        finally:
-            _HELD.reset(token)
-            self._release(1)
+    def busy(self) -> _Hold:
+        return _Hold(self)
 
     def holding(self) -> bool:
         return _HELD.get() > 0
@@ -293,6 +298,23 @@ class Scheduler:
                 error=repr(task.exception()),
                 at=iso(self.now()),
             )
+
+
+class _Hold:
+    """``with clock.busy():`` (a slotted class: this sits on every request's hot path)."""
+
+    __slots__ = ("_scheduler", "_token")
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def __enter__(self) -> None:
+        self._scheduler._take(1)
+        self._token = _HELD.set(_HELD.get() + 1)
+
+    def __exit__(self, *exc: object) -> None:
+        _HELD.reset(self._token)
+        self._scheduler._release(1)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -94,8 +94,8 @@ async def notify_endpoint(request: web.Request) -> web.Response:
             )
         service.notify(
             request.method,
-            request.rel_url.raw_query_string,
-            request.headers,
+            request.raw_path.partition("?")[2],
+            request.headers.items(),
             body,
             declared_length=request.content_length,
             chunked=_chunked(request),

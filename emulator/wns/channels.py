@@ -95,6 +95,7 @@ class ChannelRegistry:
         self.rate_limit = rate_limit  # (pushes, window ms) per channel, None = unlimited
         self.blocked: set[str] = set()  # PFNs blocked for abuse [PUSH]
         self.channels: dict[str, Channel] = {}  # by decoded token
+        self.by_encoded: dict[str, Channel] = {}  # by the token exactly as issued (fast path)
         self.by_id: dict[str, Channel] = {}
         self.current: dict[tuple[str, str], Channel] = {}  # (device, pfn) -> newest channel
         self.endpoints: dict[str, Endpoint] = {}
@@ -140,6 +141,7 @@ class ChannelRegistry:
         )
         self._next_id += 1
         self.channels[channel.token] = channel
+        self.by_encoded[encoded] = channel
         self.by_id[channel.id] = channel
         return channel
 
@@ -149,6 +151,15 @@ class ChannelRegistry:
 
     def find(self, token: str | None) -> Channel | None:
         return None if token is None else self.channels.get(token)
+
+    def find_by_query(self, raw_query: str) -> Channel | None:
+        """The channel a request's raw query names: the URI as issued (the common case, one
+        dict lookup), else any equivalent percent-encoding of its token."""
+        if raw_query.startswith("token=") and "&" not in raw_query:
+            channel = self.by_encoded.get(raw_query[6:])
+            if channel is not None:
+                return channel
+        return self.find(token_from_query(raw_query))
 
     def state(self, channel: Channel, now: int) -> str:
         return channel.state(now, channel.pfn in self.blocked)

@@ -122,7 +122,7 @@ def parse_app_arg(text: str) -> App:
 
 
 def build_config(file: WnsFile, extra_apps: list[App], **overrides: object) -> WnsConfig:
-    """Merge a config file with CLI apps and overrides (None overrides are ignored)."""
+    """Merge a config file with CLI apps and overrides (every override given is applied)."""
     apps: dict[str, App] = {a.sid: a.app() for a in file.apps}
     for app in extra_apps:
         apps[app.sid] = app
@@ -144,5 +144,5 @@ def build_config(file: WnsFile, extra_apps: list[App], **overrides: object) -> W
     }
     if file.base_url:
         values["base_url"] = file.base_url
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(overrides)
     return WnsConfig(**values)  # type: ignore[arg-type]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
+
+from emulator.logs import redact, redact_authorization
 
 RAW_LIMIT_BYTES = 5000  # [WNSHDR] 413 "exceeds the 5000 byte size limit"; section 0
 
@@ -111,16 +114,16 @@ class Endpoint:
 
 @dataclass(slots=True)
 class RequestRecord:
-    """One request the fake WNS served, as the inspection API shows it (secrets redacted)."""
+    """One request the fake WNS served. Kept raw (cheap on the hot path); every view of it
+    goes through :meth:`as_json`, which redacts secrets, so none leaves the process."""
 
     seq: int  # order of arrival
     t_ms: int  # emulated time it was served
     kind: str  # "token" | "notify"
     method: str
     target: str  # path and query as received
-    headers: dict[str, str]  # request headers, Authorization redacted
-    body_bytes: int  # size of the body
-    body: str  # notify: payload (latin-1 decoded, <= 5000 B); token: form, secret redacted
+    headers: tuple[tuple[str, str], ...]  # request headers as received (redacted on output)
+    body: bytes  # request body as received, at most the read limit (redacted on output)
     status: int  # HTTP status answered
     outcome: str  # received / dropped / cached / channelthrottled / error text
     msg_id: str | None = None  # X-WNS-Msg-ID on success
@@ -135,9 +138,12 @@ class RequestRecord:
             "kind": self.kind,
             "method": self.method,
             "target": self.target,
-            "headers": self.headers,
-            "body_bytes": self.body_bytes,
-            "body": self.body,
+            "headers": {
+                k: (redact_authorization(v) if k.lower() == "authorization" else v)
+                for k, v in self.headers
+            },
+            "body_bytes": len(self.body),
+            "body": shown_body(self.kind, self.body),
             "status": self.status,
             "outcome": self.outcome,
             "msg_id": self.msg_id,
@@ -145,3 +151,16 @@ class RequestRecord:
             "sid": self.sid,
             "response_headers": self.response_headers,
         }
+
+
+def shown_body(kind: str, body: bytes) -> str:
+    """A body for people: the token form with its secret redacted, or the push payload."""
+    if kind == "token":
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+        except (UnicodeDecodeError, ValueError):
+            return f"<unparsable form, {len(body)} bytes>"
+        shown = redact({k: v[0] if len(v) == 1 else v for k, v in form.items()})
+        return "&".join(f"{k}={v}" for k, v in shown.items())
+    text = body[:RAW_LIMIT_BYTES].decode("latin-1")
+    return text if len(body) <= RAW_LIMIT_BYTES else text + f"... ({len(body)} bytes)"

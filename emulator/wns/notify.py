@@ -2,15 +2,16 @@
 
 Owns: turning the request line, headers and body of ``POST <ChannelURI>`` into a checked
 :class:`Notification`, or raising the exact protocol error the real service would give.
-Must not: look up channels or tokens, or do I/O. Headers arrive as any object with
-``getall(name, default)`` (multidict's CIMultiDict, which aiohttp also uses).
+Must not: look up channels or tokens, or do I/O. Headers arrive as ``(name, value)`` pairs
+(multidict's ``items()``, which aiohttp uses, keeps repeats); :func:`collect` reads the ones
+WNS cares about in one pass, so the hot path does not scan the headers once per rule.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from emulator.wns.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
@@ -39,8 +40,24 @@ SINGLE = (
 )
 
 
-class Headers(Protocol):
-    def getall(self, key: str, default: list[str]) -> list[str]: ...
+#: Every header a rule reads, lower-cased.
+WATCHED = frozenset({n.lower() for n in SINGLE} | {"x-wns-match", "x-wns-suppresspopup", "ms-cv"})
+
+Found = dict[str, list[str]]  # lower-cased header name -> its values, in order
+
+
+def collect(pairs: Iterable[tuple[str, str]]) -> Found:
+    """The watched headers of a request, in one pass over its ``(name, value)`` pairs."""
+    found: Found = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key in WATCHED:
+            values = found.get(key)
+            if values is None:
+                found[key] = [value]
+            else:
+                values.append(value)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +81,14 @@ def check_method(method: str) -> None:
         )
 
 
-def _one(headers: Headers, name: str) -> str | None:
-    values = headers.getall(name, [])
+def first(found: Found, name: str) -> str | None:
+    """The first value of header ``name`` (lower-case), or None."""
+    values = found.get(name)
+    return values[0] if values else None
+
+
+def _one(found: Found, name: str) -> str | None:
+    values = found.get(name.lower())
     if not values:
         return None
     if len(values) > 1:
@@ -78,11 +101,12 @@ def _media_type(value: str) -> str:
 
 
 def parse_notification(
-    headers: Headers, body: bytes, *, declared_length: int | None, chunked: bool
+    headers: Found, body: bytes, *, declared_length: int | None, chunked: bool
 ) -> Notification:
     """Check every header rule of [WNSHDR] 2.4 and the payload rules; raise 400/413."""
-    for name in SINGLE:
-        _one(headers, name)
+    for name, values in headers.items():
+        if len(values) > 1 and name != "ms-cv":
+            _one(headers, name)  # raises: a header that may appear once appeared twice
     if chunked:
         raise BadRequest("Chunked transfer encoding is not supported; send Content-Length.")
     if declared_length is None:
@@ -141,9 +165,9 @@ def parse_notification(
         if not _ALNUM16.fullmatch(group):
             raise BadRequest("X-WNS-Group must be 1 to 16 alphanumeric characters.")
 
-    if headers.getall("X-WNS-Match", []):
+    if "x-wns-match" in headers:
         raise BadRequest("X-WNS-Match is only valid with DELETE on Windows Phone channels.")
-    if headers.getall("X-WNS-SuppressPopup", []):
+    if "x-wns-suppresspopup" in headers:
         raise BadRequest("X-WNS-SuppressPopup is only valid on Windows Phone channels.")
 
     priority = DEFAULT_PRIORITY[wns_type]

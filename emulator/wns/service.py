@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from emulator.clock import Clock
-from emulator.logs import get_logger, redact, redact_authorization
+from emulator.logs import get_logger
 from emulator.wns.channels import (
     DEFAULT_CACHE_PERIOD_MS,
     DEFAULT_CHANNEL_TTL_MS,
     ChannelRefused,
     ChannelRegistry,
-    token_from_query,
 )
 from emulator.wns.errors import (
     ChannelNotFound,
@@ -37,7 +36,7 @@ from emulator.wns.errors import (
 )
 from emulator.wns.faults import FaultBook
 from emulator.wns.models import AccessToken, App, Channel, Delivery, Push, RequestRecord
-from emulator.wns.notify import Headers, check_method, parse_notification
+from emulator.wns.notify import Found, check_method, collect, first, parse_notification
 from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
 
 Subscriber = Callable[[Channel, Delivery], None]
@@ -164,7 +163,7 @@ class WnsService:
         self,
         method: str,
         raw_query: str,
-        headers: Headers,
+        headers: Iterable[tuple[str, str]],
         body: bytes,
         *,
         declared_length: int | None,
@@ -173,10 +172,10 @@ class WnsService:
         ex: Exchange,
     ) -> Push:
         """``POST <ChannelURI>`` [WNSHDR] 2.4-2.6; raises a :class:`NotifyError`."""
-        cv = headers.getall("MS-CV", [])
-        self._start(ex, cv[0] if cv else None)
+        found = collect(headers)
+        self._start(ex, first(found, "ms-cv"))
         check_method(method)
-        channel = self.registry.find(token_from_query(raw_query))
+        channel = self.registry.find_by_query(raw_query)
         ex.channel = channel
         ex.sid = channel.sid if channel else None
         latency, fault = self.faults.take("notify", ex.sid, channel.id if channel else None)
@@ -187,7 +186,7 @@ class WnsService:
                 fault.description or FAULT_TEXT.get(fault.status, "Injected fault."),
                 retry_after_s=fault.retry_after_s,
             )
-        token = self._authenticate(headers, now)
+        token = self._authenticate(found, now)
         if channel is None:
             raise ChannelNotFound("The channel URI is not valid or is not recognized by WNS.")
         if token.sid != channel.sid:
@@ -196,7 +195,7 @@ class WnsService:
                 "the access token belongs to another app."
             )
         self.registry.check_usable(channel, now)
-        note = parse_notification(headers, body, declared_length=declared_length, chunked=chunked)
+        note = parse_notification(found, body, declared_length=declared_length, chunked=chunked)
         self.registry.check_rate(channel, now)
         push = Push(
             msg_id=self._msg_id(),
@@ -228,8 +227,8 @@ class WnsService:
             self._hand_over(channel, accepted.delivery)
         return push
 
-    def _authenticate(self, headers: Headers, now: int) -> AccessToken:
-        values = headers.getall("Authorization", [])
+    def _authenticate(self, headers: Found, now: int) -> AccessToken:
+        values = headers.get("authorization")
         if not values:
             raise Unauthorized("The Authorization header is missing.", token_presented=False)
         scheme, _, credential = values[0].strip().partition(" ")
@@ -302,27 +301,23 @@ class WnsService:
         kind: str,
         method: str,
         target: str,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        headers: Iterable[tuple[str, str]],
         body: bytes,
         status: int,
         ex: Exchange,
         response_headers: Mapping[str, str],
         now: int,
     ) -> RequestRecord:
+        """Keep a request for inspection; raw on the hot path, redacted when shown."""
         self._seq += 1
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
-        shown = {
-            k: (redact_authorization(v) if k.lower() == "authorization" else v) for k, v in pairs
-        }
         record = RequestRecord(
             seq=self._seq,
             t_ms=now,
             kind=kind,
             method=method,
             target=target,
-            headers=shown,
-            body_bytes=len(body),
-            body=self._shown_body(kind, body),
+            headers=tuple(headers),
+            body=body,
             status=status,
             outcome=ex.outcome,
             msg_id=ex.msg_id,
@@ -332,18 +327,6 @@ class WnsService:
         )
         self.records.append(record)
         return record
-
-    @staticmethod
-    def _shown_body(kind: str, body: bytes) -> str:
-        if kind == "token":
-            try:
-                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
-            except (UnicodeDecodeError, ValueError):
-                return f"<unparsable form, {len(body)} bytes>"
-            shown = redact({k: v[0] if len(v) == 1 else v for k, v in form.items()})
-            return "&".join(f"{k}={v}" for k, v in shown.items())
-        text = body[:5000].decode("latin-1")
-        return text if len(body) <= 5000 else text + f"... ({len(body)} bytes)"
 
     # -- ids ------------------------------------------------------------------------------
     def _start(self, ex: Exchange, ms_cv: str | None) -> None:
