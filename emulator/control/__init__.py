@@ -13,13 +13,15 @@ from emulator.control import clock_routes, wns_routes
 from emulator.control.keys import CLOCK, WNS
 from emulator.wns.service import WnsService
 
+PREFIX = "/_emulator"
 
-def make_control_app(clock: Clock, *, wns: WnsService | None = None) -> web.Application:
-    """The control API as a sub-application, to mount at ``/_emulator/``."""
-    app = web.Application()
+
+def add_control_routes(
+    app: web.Application, clock: Clock, *, wns: WnsService | None = None
+) -> None:
+    """Add the control API under ``/_emulator`` to ``app`` (routes, not a sub-application)."""
     app[CLOCK] = clock
-    clock_routes.add_routes(app)
+    clock_routes.add_routes(app, PREFIX)
     if wns is not None:
         app[WNS] = wns
-        wns_routes.add_routes(app)
-    return app
+        wns_routes.add_routes(app, PREFIX)

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.clock import DAY, HOUR, MINUTE, SECOND, Clock, iso
-from emulator.control.common import json_response, parse_body
+from emulator.control.common import guard, json_response, parse_body
 from emulator.control.keys import CLOCK
 
 MAX_JUMP_MS = 3650 * DAY
@@ -60,6 +60,6 @@ async def advance_clock(request: web.Request) -> web.Response:
     return json_response({**clock_json(clock), "fired": fired})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/clock", get_clock)
-    app.router.add_post("/clock/advance", advance_clock)
+def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_get(f"{prefix}/clock", guard(get_clock))
+    app.router.add_post(f"{prefix}/clock/advance", guard(advance_clock))

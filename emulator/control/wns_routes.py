@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.clock import DAY, iso
-from emulator.control.common import api_error, json_response, parse_body
+from emulator.control.common import Handler, api_error, guard, json_response, parse_body
 from emulator.control.keys import CLOCK, WNS
 from emulator.wns.channels import ChannelRefused
 from emulator.wns.models import Channel
@@ -270,23 +270,28 @@ async def reset(request: web.Request) -> web.Response:
     return json_response({"reset": True})
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/wns/apps", list_apps)
-    r.add_get("/wns/requests", list_requests)
-    r.add_delete("/wns/requests", clear_requests)
-    r.add_post("/wns/channels", create_channel)
-    r.add_get("/wns/channels", list_channels)
-    r.add_get("/wns/channels/{id}", get_channel)
-    r.add_post("/wns/channels/{id}/renew", renew_channel)
-    r.add_post("/wns/channels/{id}/revoke", revoke_channel)
-    r.add_get("/wns/channels/{id}/pushes", channel_pushes)
-    r.add_put("/wns/devices/{device_id}/connection", set_connection)
-    r.add_post("/wns/pfns/{pfn}/block", block_pfn)
-    r.add_delete("/wns/pfns/{pfn}/block", block_pfn)
-    r.add_post("/wns/tokens/revoke", revoke_tokens)
-    r.add_post("/wns/faults", add_fault)
-    r.add_get("/wns/faults", list_faults)
-    r.add_delete("/wns/faults", clear_faults)
-    r.add_delete("/wns/faults/{id}", remove_fault)
-    r.add_post("/reset", reset)
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/wns/apps", list_apps),
+    ("GET", "/wns/requests", list_requests),
+    ("DELETE", "/wns/requests", clear_requests),
+    ("POST", "/wns/channels", create_channel),
+    ("GET", "/wns/channels", list_channels),
+    ("GET", "/wns/channels/{id}", get_channel),
+    ("POST", "/wns/channels/{id}/renew", renew_channel),
+    ("POST", "/wns/channels/{id}/revoke", revoke_channel),
+    ("GET", "/wns/channels/{id}/pushes", channel_pushes),
+    ("PUT", "/wns/devices/{device_id}/connection", set_connection),
+    ("POST", "/wns/pfns/{pfn}/block", block_pfn),
+    ("DELETE", "/wns/pfns/{pfn}/block", block_pfn),
+    ("POST", "/wns/tokens/revoke", revoke_tokens),
+    ("POST", "/wns/faults", add_fault),
+    ("GET", "/wns/faults", list_faults),
+    ("DELETE", "/wns/faults", clear_faults),
+    ("DELETE", "/wns/faults/{id}", remove_fault),
+    ("POST", "/reset", reset),
+]
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, prefix + path, guard(handler))

@@ -2,21 +2,22 @@
 
 Owns: routes (``POST /accesstoken.srf``, ``POST /?token=...``), reading bodies within limits,
 turning :mod:`emulator.wns.errors` into the exact status and headers of [WNSHDR], applying
-injected latency on the clock, recording every exchange, and mounting the ``/_emulator`` API.
+injected latency on the clock, recording every exchange, and adding the ``/_emulator`` API.
+Every route runs under :func:`emulator.control.common.guard` (busy clock, emulated Date, no
+traceback escapes).
 Must not: judge requests (the service does) or read time except through the clock.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.clock import Clock, http_date
-from emulator.control import make_control_app
+from emulator.clock import Clock
+from emulator.control import add_control_routes
+from emulator.control.common import guard
 from emulator.control.keys import CLOCK, HELD_HEADER, WNS
-from emulator.logs import get_logger
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
 from emulator.wns.service import Exchange, WnsService
@@ -26,38 +27,20 @@ from emulator.wns.tokens import MAX_FORM_BYTES
 #: Content-Length (413 for notifications, 400 for the token form).
 READ_LIMIT = 64 * 1024
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
     """The fake WNS as an aiohttp application, with its ``/_emulator`` control API."""
-    app = web.Application(middlewares=[_boundary], client_max_size=READ_LIMIT)
-    app[WNS] = service
-    app[CLOCK] = clock
-    app.router.add_route("*", "/accesstoken.srf", token_endpoint)
-    app.router.add_route("*", "/", notify_endpoint)
-    app.add_subapp("/_emulator/", make_control_app(clock, wns=service))
+    app = web.Application(client_max_size=READ_LIMIT)
+    app.router.add_route("*", "/", guard(notify_endpoint, _crash))  # the hot path, first
+    app.router.add_route("*", "/accesstoken.srf", guard(token_endpoint, _crash))
+    add_control_routes(app, clock, wns=service)
     return app
 
 
-@web.middleware
-async def _boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Hold the clock busy while serving; never let an emulator bug escape as a traceback."""
-    clock = request.app[CLOCK]
-    with clock.busy():
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers["Date"] = http_date(clock.now())
-            raise
-        except Exception:
-            get_logger("wns.http", clock).exception("wns.internal_error", path=request.raw_path)
-            response = web.Response(
-                status=500,
-                headers={"X-WNS-Error-Description": "Internal emulator error (see its log)."},
-            )
-        response.headers["Date"] = http_date(clock.now())  # emulated time, not the host's
-        return response
+def _crash() -> web.Response:
+    return web.Response(
+        status=500, headers={"X-WNS-Error-Description": "Internal emulator error (see its log)."}
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
