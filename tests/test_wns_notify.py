@@ -50,7 +50,9 @@ async def test_success_headers(wns: Any, channel: Channel, token: str) -> None:
     assert len(msg_id) == 16
     assert msg_id.isalnum()
     assert resp.headers["X-WNS-Debug-Trace"].isalnum()
-    assert resp.headers["MS-CV"].endswith(".0")
+    base, _, extension = resp.headers["MS-CV"].partition(".")
+    assert len(base) == 16
+    assert extension.isdigit()
     assert "X-WNS-DeviceConnectionStatus" not in resp.headers
     assert resp.headers["Content-Length"] == "0"
     assert resp.headers["Date"] == "Thu, 01 Jan 2026 00:00:00 GMT"  # the emulated clock

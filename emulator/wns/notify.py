@@ -111,7 +111,49 @@ def parse_notification(
         raise BadRequest("Chunked transfer encoding is not supported; send Content-Length.")
     if declared_length is None:
         raise BadRequest("The Content-Length header is required.")
+    rules = _header_rules(headers)
+    if isinstance(rules, str):
+        raise BadRequest(rules)
+    wns_type, cache, ttl_s, request_status, priority, tag = rules
+    if declared_length > RAW_LIMIT_BYTES or len(body) > RAW_LIMIT_BYTES:
+        raise PayloadTooLarge(
+            f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
+        )
+    if not body:
+        # [RAW] the payload "must not be an empty string"; section 0: empty body -> 400.
+        raise BadRequest("The notification payload must not be empty.")
 
+    return Notification(wns_type, cache, ttl_s, request_status, priority, tag, body)
+
+
+Rules = tuple[str, bool, int | None, bool, int, str | None]
+_RULES_MEMO: dict[tuple[tuple[str, str], ...], Rules | str] = {}
+_RULES_MEMO_SIZE = 512
+
+
+def _header_rules(headers: Found) -> Rules | str:
+    """The header verdict: the parsed rules, or the 400 description.
+
+    A pure function of the watched header values (Authorization and MS-CV aside), memoized:
+    a sender repeats the same headers on every push, so the hot path skips re-validation.
+    """
+    key = tuple((name, values[0]) for name, values in headers.items() if name not in _NOT_RULES)
+    verdict = _RULES_MEMO.get(key)
+    if verdict is None:
+        try:
+            verdict = _check_rules(headers)
+        except BadRequest as err:
+            verdict = err.description
+        if len(_RULES_MEMO) >= _RULES_MEMO_SIZE:
+            _RULES_MEMO.clear()
+        _RULES_MEMO[key] = verdict
+    return verdict
+
+
+_NOT_RULES = frozenset({"authorization", "ms-cv"})
+
+
+def _check_rules(headers: Found) -> Rules:
     wns_type = (_one(headers, "X-WNS-Type") or "").lower()
     if not wns_type:
         raise BadRequest("The X-WNS-Type header is required.")
@@ -177,12 +219,4 @@ def parse_notification(
             raise BadRequest(f"X-WNS-PRIORITY {prio!r} is invalid; use 1, 2, 3 or 4.")
         priority = int(prio)
 
-    if declared_length > RAW_LIMIT_BYTES or len(body) > RAW_LIMIT_BYTES:
-        raise PayloadTooLarge(
-            f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
-        )
-    if not body:
-        # [RAW] the payload "must not be an empty string"; section 0: empty body -> 400.
-        raise BadRequest("The notification payload must not be empty.")
-
-    return Notification(wns_type, cache, ttl_s, request_status, priority, tag, body)
+    return wns_type, cache, ttl_s, request_status, priority, tag

@@ -115,6 +115,7 @@ class WnsService:
         self.registry.blocked.update(self.config.blocked_pfns)
         self.faults = FaultBook()
         self._ids = random.Random(f"{seed}:ids")
+        self._cv_base = base64.b64encode(self._ids.randbytes(12)).decode("ascii")
         self._seq = 0
 
     def reset(self) -> None:
@@ -337,7 +338,9 @@ class WnsService:
         return f"{self._ids.getrandbits(64):016X}"  # [WNSHDR] alphanumeric <= 16 chars
 
     def _new_cv(self) -> str:
-        return base64.b64encode(self._ids.randbytes(12)).decode("ascii") + ".0"
+        # A correlation vector is "<base>.<extension>" [WNSHDR]: one random base per service
+        # and the request number as extension gives each response its own value cheaply.
+        return f"{self._cv_base}.{self._seq + 1}"
 
 
 __all__ = ["Exchange", "Subscriber", "WnsConfig", "WnsService"]
