@@ -26,7 +26,7 @@ import base64
 import math
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from emulator.clock import DAY, SECOND
@@ -48,9 +48,8 @@ class ChannelRefused(Exception):
         self.reason = reason  # "unknown_pfn" | "blocked_pfn"
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """What happened to a push WNS accepted."""
+class Accepted(NamedTuple):
+    """What happened to a push WNS accepted (a NamedTuple: built on every push)."""
 
     wns_status: str  # "received" or "dropped" (X-WNS-Status) [WNSHDR]
     connection: str  # X-WNS-DeviceConnectionStatus value [WNSHDR]

@@ -6,11 +6,19 @@ Must not: validate requests, decide outcomes, or do I/O.
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from emulator.logs import redact, redact_authorization
+
+
+class HeaderPairs(Protocol):
+    """Request headers kept by reference: aiohttp's immutable CIMultiDictProxy fits."""
+
+    def items(self) -> ItemsView[str, str]: ...
+
 
 RAW_LIMIT_BYTES = 5000  # [WNSHDR] 413 "exceeds the 5000 byte size limit"; section 0
 
@@ -122,14 +130,14 @@ class RequestRecord:
     kind: str  # "token" | "notify"
     method: str
     target: str  # path and query as received
-    headers: tuple[tuple[str, str], ...]  # request headers as received (redacted on output)
+    headers: HeaderPairs  # request headers as received, not copied (redacted on output)
     body: bytes  # request body as received, at most the read limit (redacted on output)
     status: int  # HTTP status answered
     outcome: str  # received / dropped / cached / channelthrottled / error text
     msg_id: str | None = None  # X-WNS-Msg-ID on success
     channel_id: str | None = None  # resolved channel, when known
     sid: str | None = None  # app, when known
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] = field(default_factory=dict)  # as answered
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -139,8 +147,8 @@ class RequestRecord:
             "method": self.method,
             "target": self.target,
             "headers": {
-                k: (redact_authorization(v) if k.lower() == "authorization" else v)
-                for k, v in self.headers
+                str(k): (redact_authorization(v) if k.lower() == "authorization" else v)
+                for k, v in self.headers.items()
             },
             "body_bytes": len(self.body),
             "body": shown_body(self.kind, self.body),
@@ -149,7 +157,7 @@ class RequestRecord:
             "msg_id": self.msg_id,
             "channel_id": self.channel_id,
             "sid": self.sid,
-            "response_headers": self.response_headers,
+            "response_headers": dict(self.response_headers),
         }
 
 

@@ -35,7 +35,15 @@ from emulator.wns.errors import (
     Unauthorized,
 )
 from emulator.wns.faults import FaultBook
-from emulator.wns.models import AccessToken, App, Channel, Delivery, Push, RequestRecord
+from emulator.wns.models import (
+    AccessToken,
+    App,
+    Channel,
+    Delivery,
+    HeaderPairs,
+    Push,
+    RequestRecord,
+)
 from emulator.wns.notify import Found, check_method, collect, first, parse_notification
 from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
 
@@ -302,14 +310,15 @@ class WnsService:
         kind: str,
         method: str,
         target: str,
-        headers: Iterable[tuple[str, str]],
+        headers: HeaderPairs,
         body: bytes,
         status: int,
         ex: Exchange,
         response_headers: Mapping[str, str],
         now: int,
     ) -> RequestRecord:
-        """Keep a request for inspection; raw on the hot path, redacted when shown."""
+        """Keep a request for inspection: references only on the hot path (the caller must not
+        mutate ``headers`` or ``response_headers`` afterwards); redacted when shown."""
         self._seq += 1
         record = RequestRecord(
             seq=self._seq,
@@ -317,14 +326,14 @@ class WnsService:
             kind=kind,
             method=method,
             target=target,
-            headers=tuple(headers),
+            headers=headers,
             body=body,
             status=status,
             outcome=ex.outcome,
             msg_id=ex.msg_id,
             channel_id=ex.channel.id if ex.channel else None,
             sid=ex.sid,
-            response_headers=dict(response_headers),
+            response_headers=response_headers,
         )
         self.records.append(record)
         return record
