@@ -51,14 +51,19 @@ class VirtualClock(Scheduler):
         With ``until=None`` fire until the heap is empty (beware self-rescheduling timers).
         """
         fired = 0
-        while True:
-            due = self.next_due()
-            if due is None or (until is not None and due > until):
-                break
+        while (due := self._due_by(until)) is not None:
             fired += self._run_due(due)
+        self._reach(until)
+        return fired
+
+    def _due_by(self, until: int | None) -> int | None:
+        """The next due time if it is at or before ``until`` (any time when None)."""
+        due = self.next_due()
+        return None if due is None or (until is not None and due > until) else due
+
+    def _reach(self, until: int | None) -> None:
         if until is not None and until > self._now:
             self._now = until
-        return fired
 
     async def wait_quiet(self) -> None:
         """Return once no work is in flight and every quiet check passes."""
@@ -78,14 +83,11 @@ class VirtualClock(Scheduler):
         Call it from a task that holds nothing (or inside ``parked()``), or it waits forever.
         """
         fired = 0
-        while True:
-            await self.wait_quiet()
-            due = self.next_due()
-            if due is None or (until is not None and due > until):
-                break
+        await self.wait_quiet()
+        while (due := self._due_by(until)) is not None:
             fired += self._run_due(due)
-        if until is not None and until > self._now:
-            self._now = until
+            await self.wait_quiet()
+        self._reach(until)
         await self.wait_quiet()
         return fired
 

@@ -54,9 +54,33 @@ async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
         return b"", True
 
 
-async def _delay(request: web.Request, clock: Clock, ms: int) -> None:
-    """Injected latency, on the emulated clock (releasing an in-world client's hold too)."""
-    await clock.sleep(ms, peer_units=1 if request.headers.get(HELD_HEADER) == "1" else 0)
+async def _conclude(
+    request: web.Request,
+    kind: str,
+    body: bytes,
+    status: int,
+    ex: Exchange,
+    headers: dict[str, str],
+    now: int,
+) -> None:
+    """Wait out injected latency on the emulated clock, then record the exchange.
+
+    While waiting, an in-world client's hold is released too (see ``Scheduler.parked``).
+    """
+    if ex.latency_ms:
+        held = 1 if request.headers.get(HELD_HEADER) == "1" else 0
+        await request.app[CLOCK].sleep(ex.latency_ms, peer_units=held)
+    request.app[WNS].record(
+        kind=kind,
+        method=request.method,
+        target=request.raw_path,
+        headers=request.headers,
+        body=body,
+        status=status,
+        ex=ex,
+        response_headers=headers,
+        now=now,
+    )
 
 
 def _chunked(request: web.Request) -> bool:
@@ -93,21 +117,9 @@ async def notify_endpoint(request: web.Request) -> web.Response:
         if err.wns_status:
             headers["X-WNS-Status"] = headers["X-WNS-NotificationStatus"] = err.wns_status
         ex.outcome = err.wns_status or f"error: {err.description}"
-    if ex.latency_ms:
-        await _delay(request, clock, ex.latency_ms)
     headers["X-WNS-Debug-Trace"] = ex.debug_trace
     headers["MS-CV"] = ex.ms_cv
-    service.record(
-        kind="notify",
-        method=request.method,
-        target=request.raw_path,
-        headers=request.headers,
-        body=body,
-        status=status,
-        ex=ex,
-        response_headers=headers,
-        now=now,
-    )
+    await _conclude(request, "notify", body, status, ex, headers, now)
     return web.Response(status=status, headers=headers)
 
 
@@ -130,20 +142,8 @@ async def token_endpoint(request: web.Request) -> web.Response:
         status = err.status
         payload = {"error": err.error, "error_description": err.description}
         ex.outcome = f"error: {err.error}"
-    if ex.latency_ms:
-        await _delay(request, clock, ex.latency_ms)
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
-    service.record(
-        kind="token",
-        method=request.method,
-        target=request.raw_path,
-        headers=request.headers,
-        body=body,
-        status=status,
-        ex=ex,
-        response_headers=headers,
-        now=now,
-    )
+    await _conclude(request, "token", body, status, ex, headers, now)
     return web.Response(
         status=status,
         headers=headers,
