@@ -77,3 +77,34 @@ def raw_headers(token: str, **extra: str) -> dict[str, str]:
 def channel_path(uri: str) -> URL:
     """The path+query of a ChannelURI, byte for byte (the test client supplies the host)."""
     return URL("/" + uri.split("://", 1)[1].split("/", 1)[1], encoded=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        help="rewrite golden files (fixtures/, docs/) from the current code instead of comparing",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """``golden(path, text)``: the file at ``path`` (from the repo root) must hold ``text``;
+    with ``--regen-golden`` it is rewritten instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    regen = bool(request.config.getoption("--regen-golden"))
+
+    def check(path: str, text: str) -> None:
+        target = root / path
+        if regen:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            return
+        assert target.exists(), f"{path} missing: run pytest --regen-golden"
+        assert target.read_text(encoding="utf-8") == text, (
+            f"{path} is stale: run pytest --regen-golden"
+        )
+
+    return check
