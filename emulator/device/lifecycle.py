@@ -23,7 +23,7 @@ from __future__ import annotations
 from statemachine import State, StateMachine
 
 
-class PushLifecycle(StateMachine):  # type: ignore[misc]
+class PushLifecycle(StateMachine):
     """DMClient push channel: from PFN to a valid ChannelURI, through expiry and renewal."""
 
     no_pfn = State("No PFN", initial=True)
