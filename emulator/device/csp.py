@@ -154,6 +154,7 @@ class CspTree:
         self.schema = schema
         self.values = values  # the device's own sparse dict, changed in place
         self.computed = computed
+        self.touched: set[str] = set()  # paths written (even with the same value)
 
     # -- lookup ---------------------------------------------------------------------------
     def _path(self, uri: str) -> str:
@@ -216,6 +217,7 @@ class CspTree:
         self._create_parents(uri, parent_of(path))
         self._clear_below(path)
         self.values[path] = "" if spec.interior else (data or "")
+        self.touched.add(path)
 
     def _create_parents(self, uri: str, path: str) -> None:
         """Implicit Add of missing interior parents [OMADM]."""
@@ -227,6 +229,7 @@ class CspTree:
         self._create_parents(uri, parent_of(path))
         self._clear_below(path)
         self.values[path] = ""
+        self.touched.add(path)
 
     def replace(self, uri: str, data: str | None, fmt: str | None) -> None:
         path = self._path(uri)
@@ -241,6 +244,7 @@ class CspTree:
             raise CspError("405", f"{uri} is read-only")
         self._check_format(uri, spec, fmt, data)
         self.values[path] = data or ""
+        self.touched.add(path)
 
     def delete(self, uri: str) -> None:
         path = self._path(uri)
@@ -250,6 +254,7 @@ class CspTree:
             raise CspError("405", f"{uri} cannot be deleted")
         self._clear_below(path)
         self.values[path] = None
+        self.touched.add(path)
 
     def _clear_below(self, path: str) -> None:
         """A re-created node starts fresh: drop what its old children held."""
@@ -303,7 +308,7 @@ class CspTree:
     def _atomic(self, cmd: Atomic) -> Outcome:
         """All or nothing [OMADM]: no nested Atomic (500), no Get inside (500); on any
         failure restore the values, answer 507, and 216 for the inner commands rolled back."""
-        snapshot = dict(self.values)
+        snapshot, touched = dict(self.values), set(self.touched)
         results = [
             Outcome("500") if isinstance(inner, Atomic | Get) else self.execute(inner)
             for inner in cmd.commands
@@ -312,6 +317,7 @@ class CspTree:
             return Outcome("200", inner=tuple(results))
         self.values.clear()
         self.values.update(snapshot)
+        self.touched = touched
         rolled = tuple(Outcome("216") if r.status == "200" else r for r in results)
         return Outcome("507", inner=rolled)
 

@@ -198,9 +198,12 @@ def conditions(cfg: PowerConfig, state: PowerState, now: int) -> Conditions:
 
 def next_change(cfg: PowerConfig, state: PowerState, now: int) -> int:
     """The earliest time after ``now`` at which :func:`conditions` may differ."""
+    _roll_cycle(state, now)
     day = now - now % DAY
     of_day = now % DAY
-    points = [*cfg.profile.crossings(cfg.saver_threshold), *cfg.profile.crossings(cfg.critical)]
+    # +1 ms: at the crossing itself the level equals the threshold; "below" starts just after
+    crossings = (*cfg.profile.crossings(cfg.saver_threshold), *cfg.profile.crossings(cfg.critical))
+    points = [(p + 1) % DAY for p in crossings]
     points += [m * MINUTE for window in cfg.network for m in window]
     candidates = [day + p if p > of_day else day + DAY + p for p in points]
     candidates.append(next_month(state.cycle_start))

@@ -103,6 +103,7 @@ class WnsService:
         self.log = get_logger("wns", clock)
         self.apps = {app.sid: app for app in config.apps}
         self.subscribers: dict[str, Subscriber] = {}
+        self.fleet_subscriber: Subscriber | None = None  # devices without their own callback
         self.records: deque[RequestRecord] = deque(maxlen=config.record_limit)
         self._build()
 
@@ -293,7 +294,7 @@ class WnsService:
         return len(delivered)
 
     def _hand_over(self, channel: Channel, delivery: Delivery) -> None:
-        subscriber = self.subscribers.get(channel.device_id)
+        subscriber = self.subscribers.get(channel.device_id) or self.fleet_subscriber
         if subscriber is None:
             return
         try:

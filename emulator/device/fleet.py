@@ -1,0 +1,184 @@
+"""The fleet runtime: carries out what device cores decide, on the shared clock.
+
+Owns: the devices of one world, their timers on the clock (one per kind per device), their
+link to the in-process fake WNS (channel requests, revocation, the persistent connection and
+push delivery), running their OMA-DM sessions through a :class:`Transport` (one at a time per
+device; a trigger during a session waits, coalesced), and the event log.
+Must not: decide device behaviour (``agent.py`` does) or speak HTTP (the transport does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from emulator.clock import Clock
+from emulator.device.agent import (
+    TIMERS,
+    Action,
+    Connect,
+    Device,
+    DeviceGroup,
+    Emit,
+    Register,
+    Revoke,
+    SetTimer,
+    StartSession,
+)
+from emulator.device.rng import device_seed
+from emulator.device.session import Transport, run_session
+from emulator.events import EventLog
+from emulator.logs import get_logger
+from emulator.wns.channels import ChannelRefused
+from emulator.wns.models import Channel, Delivery
+from emulator.wns.service import WnsService
+
+_KIND = {kind: i for i, kind in enumerate(TIMERS)}
+#: a push outranks other waiting triggers: its msg_id is what a vendor follows
+_RANK = {"push": 3, "renewal": 2, "registration": 2}
+
+
+class Fleet:
+    def __init__(
+        self,
+        clock: Clock,
+        wns: WnsService,
+        transport: Transport,
+        *,
+        seed: int = 0,
+        events: EventLog | None = None,
+    ) -> None:
+        self.clock = clock
+        self.wns = wns
+        self.transport = transport
+        self.seed = seed
+        self.events = events if events is not None else EventLog(clock)
+        self.devices: dict[str, Device] = {}
+        self.in_session: set[str] = set()
+        self.waiting: dict[str, tuple[str, str | None]] = {}  # device -> (trigger, msg_id)
+        self.sessions_run = 0
+        self.log = get_logger("fleet", clock)
+        wns.fleet_subscriber = self._delivered
+
+    # -- building -----------------------------------------------------------------------
+    def add(self, device_id: str, group: DeviceGroup) -> Device:
+        if device_id in self.devices:
+            raise ValueError(f"device {device_id!r} already in the fleet")
+        device = Device(device_id, group, device_seed(self.seed, device_id), self.clock.now())
+        self.devices[device_id] = device
+        return device
+
+    def adopt(self, device: Device) -> None:
+        """Take a device restored from storage and rearm its timers."""
+        self.devices[device.device_id] = device
+        self.apply(device, device.resume(self.clock.now()))
+
+    def enroll(self, device: Device) -> None:
+        self.apply(device, device.enroll(self.clock.now()))
+
+    # -- applying actions ---------------------------------------------------------------
+    def apply(self, device: Device, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SetTimer):
+                self._set_timer(device, action.kind, action.at)
+            elif isinstance(action, Emit):
+                self.events.emit(action.event, device.device_id, **action.fields)
+            elif isinstance(action, StartSession):
+                self._start_session(device, action.trigger, action.msg_id)
+            elif isinstance(action, Register):
+                self._register(device, action.pfn)
+            elif isinstance(action, Revoke):
+                self._revoke(action.channel_uri)
+            elif isinstance(action, Connect):
+                status = "connected" if action.connected else "disconnected"
+                self.wns.set_connection(device.device_id, status, self.clock.now())
+
+    def _set_timer(self, device: Device, kind: str, at: int | None) -> None:
+        i = _KIND[kind]
+        old = device.timers[i]
+        if old is not None:
+            self.clock.cancel(old)
+        device.timers[i] = (
+            None
+            if at is None
+            else self.clock.call_at(max(at, self.clock.now()), self._fire, device, kind)
+        )
+
+    def _fire(self, device: Device, kind: str) -> None:
+        device.timers[_KIND[kind]] = None
+        self.apply(device, device.on_timer(kind, self.clock.now()))
+
+    # -- WNS ----------------------------------------------------------------------------
+    def _register(self, device: Device, pfn: str) -> None:
+        now = self.clock.now()
+        try:
+            channel = self.wns.request_channel(device.device_id, pfn, now)
+        except ChannelRefused as exc:
+            self.apply(device, device.on_refused(exc.reason, now))
+            return
+        self.apply(device, device.on_registered(channel.uri, channel.expires_ms, now))
+
+    def _revoke(self, channel_uri: str) -> None:
+        channel = self.wns.registry.find_by_query(channel_uri.partition("?")[2])
+        if channel is not None and not channel.revoked:
+            self.wns.revoke_channel(channel)
+
+    def _delivered(self, channel: Channel, delivery: Delivery) -> None:
+        device = self.devices.get(channel.device_id)
+        if device is None:
+            return
+        if channel.uri != device.channel_uri:  # an older channel of this device still works
+            self.events.emit(
+                "device.push_old_channel",
+                device.device_id,
+                msg_id=delivery.push.msg_id,
+                channel_uri=channel.uri,
+            )
+        now = self.clock.now()
+        self.apply(device, device.on_push(delivery.push.msg_id, delivery.via, now))
+
+    # -- sessions -----------------------------------------------------------------------
+    def _start_session(self, device: Device, trigger: str, msg_id: str | None) -> None:
+        if device.device_id in self.in_session:
+            held = self.waiting.get(device.device_id)
+            if held is None or _RANK.get(trigger, 1) > _RANK.get(held[0], 1):
+                self.waiting[device.device_id] = (trigger, msg_id)
+            return
+        self.in_session.add(device.device_id)
+        self.clock.spawn(
+            self._sessions(device, trigger, msg_id), name=f"session-{device.device_id}"
+        )
+
+    async def _sessions(self, device: Device, trigger: str, msg_id: str | None) -> None:
+        next_up: tuple[str, str | None] | None = (trigger, msg_id)
+        try:
+            while next_up is not None:
+                trigger, msg_id = next_up
+                end = await run_session(
+                    device, trigger, msg_id, self.transport, self._emitter(device)
+                )
+                self.sessions_run += 1
+                self.apply(device, device.on_session_end(end, self.clock.now()))
+                next_up = self.waiting.pop(device.device_id, None)
+        finally:
+            self.in_session.discard(device.device_id)
+
+    def _emitter(self, device: Device) -> Callable[..., None]:
+        events, device_id = self.events, device.device_id
+
+        def emit(event: str, **fields: object) -> None:
+            events.emit(event, device_id, **fields)
+
+        return emit
+
+    # -- scenario hooks ------------------------------------------------------------------
+    def set_network(self, device: Device, up: bool) -> None:
+        device.power.switched_off = not up
+        self.apply(device, device.power_changed(self.clock.now()))
+
+    def go_offline(self, device: Device, until: int) -> None:
+        device.power.offline_until = until
+        self.apply(device, device.power_changed(self.clock.now()))
+
+    def set_server_reachable(self, device: Device, reachable: bool) -> None:
+        device.power.server_reachable = reachable
+        self.apply(device, device.power_changed(self.clock.now()))

@@ -1,0 +1,298 @@
+"""Device agent flows in memory: fake WNS core, fleet and a scripted MDM peer, no sockets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from emulator.clock import DAY, HOUR, MINUTE
+from emulator.device.agent import SessionEnd
+from emulator.device.power import MB, POWER_PROFILES, PowerConfig
+from emulator.device.profiles import PROFILES
+from emulator.device.session import CONTENT_TYPE, Reply
+from emulator.syncml import Add, Item, Meta
+from emulator.wns.errors import NotifyError
+from tests.conftest import APP_A
+from tests.world import PUSH_NODE, World, replace_pfn
+
+
+async def enrolled(world: World, device_id: str = "dev-1", **group: object) -> str:
+    """Enroll a device whose first session sets the PFN; return its ChannelURI."""
+    device = world.fleet.add(device_id, world.group(**group))  # type: ignore[arg-type]
+    world.mdm.queue(device_id, replace_pfn())
+    world.fleet.enroll(device)
+    await world.run_for(MINUTE)
+    return world.mdm.channel_uri[device_id]
+
+
+async def test_pfn_channel_push_session() -> None:
+    """PFN set -> WNS channel -> session reports it; a raw push starts a session carrying the
+    push's Msg-ID [PUSH]; package 1 is Alert 1201 + 1224 + DevInfo (protocol.md 3.4)."""
+    world = World()
+    uri = await enrolled(world)
+    assert uri.startswith("https://wns.test/?token=")
+    push = world.push(uri)
+    await world.run_for(MINUTE)
+    started = world.events("session.start", "dev-1")
+    assert [s["trigger"] for s in started] == ["enrollment", "registration", "push"]
+    assert started[-1]["msg_id"] == push.msg_id
+    session = world.mdm.sessions[-1]
+    first = session.messages[0]
+    assert [getattr(c, "data", None) for c in first.commands[:2]] == ["1201", "1224"]
+    assert session.url == "https://mdm.test/omadm?mode=Machine&Platform=WoA"
+    assert session.headers["User-Agent"] == "MSFT OMA DM Client/1.2.0.1"
+    assert session.headers["Content-Type"].startswith(CONTENT_TYPE)
+    assert session.results[f"{PUSH_NODE}/Status"] == "0"
+
+
+async def test_user_agent_origin_only_from_version_4() -> None:
+    """UserAgentOrigin (3 for a push) is sent only with SyncApplicationVersion >= 4.0
+    [MSMDM 3.1.7.2]."""
+    world = World()
+    uri = await enrolled(world, sync_app_version="4.0")
+    world.push(uri)
+    await world.run_for(MINUTE)
+    assert world.mdm.sessions[-1].headers["UserAgentOrigin"] == "3"
+    plain = World()
+    await enrolled(plain)
+    assert "UserAgentOrigin" not in plain.mdm.sessions[-1].headers
+
+
+async def test_renewal_at_day_15_reports_new_uri() -> None:
+    """The device renews after 15 days and starts a session that reports the new URI
+    [PUSH][KI]; the old URI keeps working until its own expiry."""
+    world = World()
+    first = await enrolled(world)
+    await world.run_for(15 * DAY)
+    renewals = world.events("device.channel", "dev-1")
+    assert [r["kind"] for r in renewals] == ["registration", "renewal"]
+    assert renewals[1]["t_ms"] == renewals[0]["t_ms"] + 15 * DAY
+    assert world.mdm.channel_uri["dev-1"] != first
+    triggers = [s["trigger"] for s in world.events("session.start", "dev-1")]
+    assert "renewal" in triggers
+    world.push(first)  # superseded, not expired: still delivered
+
+
+async def test_add_pfn_twice_is_418_in_a_session() -> None:
+    """Add PFN on a device that has one answers 418; the server must Replace (protocol.md 4)."""
+    world = World()
+    await enrolled(world)
+    item = Item(target=f"{PUSH_NODE}/PFN", meta=Meta(format="chr"), data=APP_A.pfn)
+    world.mdm.queue("dev-1", Add("11", (item,)))
+    world.fleet.devices["dev-1"].timers  # noqa: B018 - poll timer runs the next session
+    await world.run_for(20 * MINUTE)
+    assert any(s.statuses.get("11") == "418" for s in world.mdm.sessions)
+
+
+def _attempts(world: World) -> list[int]:
+    start = world.events("device.enrolled")[0]["t_ms"]
+    return [(e["t_ms"] - start) // MINUTE for e in world.events("device.renewal_attempt")]
+
+
+# Exact renewal-attempt minutes for seed 7 over 60 days; the device is offline from day 14
+# to day 32, so the day-15 renewal fails and the channel expires at day 30.
+EXPECTED = {  # (first four attempts in minutes, number of attempts)
+    "wp81": ([21600, 23040, 24480, 25920], 15),
+    "win10-1511": ([21600, 21824, 22120, 22375], 96),
+    "win10-1607": ([21600, 21824, 22120, 22375], 100),
+    "win10-22h2": ([21600, 21824, 22120, 22375], 100),
+    "win11-no-session": ([21600, 21824, 22120, 22375], 100),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+async def test_profile_renewal_schedule(profile: str) -> None:
+    """Each OS profile's [PUSH] renewal rule over 60 virtual days with an offline spell:
+    wp81 retries daily and gives up after expiry; 1511 retries 4 h +/- 1 h, then 1 day +/- 4 h
+    after expiry; 1607+ skip without a network and retry in 4 h +/- 1 h."""
+    world = World()
+    await enrolled(world, profile=PROFILES[profile])
+    device = world.fleet.devices["dev-1"]
+    await world.run_for(14 * DAY)
+    world.fleet.go_offline(device, world.clock.now() + 18 * DAY)
+    await world.run_for(46 * DAY)
+    attempts = _attempts(world)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert attempts[0] == 15 * 24 * 60  # 15 days left [PUSH]
+    channels = world.events("device.channel", "dev-1")
+    if profile == "wp81":
+        assert all(g == 24 * 60 for g in gaps)
+        assert len(channels) == 1
+        assert device.state == "expired"
+        assert device.push_status == 5
+    else:
+        assert channels[-1]["t_ms"] > world.events("device.enrolled")[0]["t_ms"] + 32 * DAY
+        assert device.state == "active"
+        under = [g for a, g in zip(attempts, gaps, strict=False) if a < 30 * 24 * 60 - 5 * 60]
+        assert all(3 * 60 <= g <= 5 * 60 for g in under)
+    if profile == "win10-1511":
+        after = [g for a, g in zip(attempts, gaps, strict=False) if 30 * 24 * 60 < a < 32 * 24 * 60]
+        assert after
+        assert all(20 * 60 <= g <= 28 * 60 for g in after)
+    assert (attempts[:4], len(attempts)) == EXPECTED[profile]
+
+
+async def test_jitter_is_reproducible_per_seed() -> None:
+    """Same seed, same times; another seed, other times (per-device stream from the run seed)."""
+    runs = []
+    for seed in (7, 7, 8):
+        world = World(seed=seed)
+        await enrolled(world, profile=PROFILES["win10-1511"])
+        world.fleet.go_offline(world.fleet.devices["dev-1"], world.clock.now() + 20 * DAY)
+        await world.run_for(20 * DAY)
+        runs.append(_attempts(world))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+async def test_battery_saver_drops_and_restores_connection() -> None:
+    """Battery Saver drops the WNS connection [PUSH]; a cached push arrives on reconnect
+    and starts its session."""
+    world = World()
+    power = PowerConfig(profile=POWER_PROFILES["heavy-use"])
+    uri = await enrolled(world, power=power)
+    await world.run_for(17 * HOUR + 30 * MINUTE)  # 17:31, battery below 20 %
+    device = world.fleet.devices["dev-1"]
+    assert device.state == "disconnected"
+    assert not device.connected
+    push = world.push(uri)
+    assert world.wns.registry.find_by_query(uri.partition("?")[2]).cached  # type: ignore[union-attr]
+    await world.run_for(6 * HOUR)
+    drops = world.events("device.wns_connection", "dev-1")
+    assert [(d["connected"], d["reason"]) for d in drops[-2:]] == [
+        (False, "battery-saver"),
+        (True, "ok"),
+    ]
+    received = world.events("device.push_received", "dev-1")
+    assert received[-1]["msg_id"] == push.msg_id
+    assert received[-1]["via"] == "cache"
+    assert world.events("session.start", "dev-1")[-1]["msg_id"] == push.msg_id
+
+
+async def test_data_sense_allotment_drops_connection_until_next_month() -> None:
+    """Data Sense over the monthly allotment drops the WNS connection [PUSH] until the
+    allotment resets with the month."""
+    world = World()
+    power = PowerConfig(data_allotment=50 * MB, background_per_day=5 * MB)
+    await enrolled(world, power=power)
+    await world.run_for(12 * DAY)
+    device = world.fleet.devices["dev-1"]
+    assert not device.connected
+    reasons = [(d["connected"], d["reason"]) for d in world.events("device.wns_connection")]
+    assert (False, "data-sense") in reasons
+    await world.run_for(25 * DAY)  # into February
+    assert device.connected
+
+
+async def test_offline_31_days_expiry_410_then_pfn_reset() -> None:
+    """Offline past 30 days: the channel expires (Status 5), a push gets 410; the server
+    re-sets the PFN and the device gets a new, working channel [PUSH][KB3170699]."""
+    world = World()
+    uri = await enrolled(world, profile=PROFILES["wp81"])
+    device = world.fleet.devices["dev-1"]
+    world.fleet.go_offline(device, world.clock.now() + 31 * DAY)
+    await world.run_for(31 * DAY + HOUR)
+    assert device.state == "expired"
+    assert device.push_status == 5
+    with pytest.raises(NotifyError) as gone:
+        world.push(uri)
+    assert gone.value.status == 410
+    world.mdm.queue("dev-1", replace_pfn(APP_A.pfn))  # the same PFN again
+    await world.run_for(DAY)
+    fresh = world.mdm.channel_uri["dev-1"]
+    assert fresh != uri
+    assert device.state == "active"
+    world.push(fresh)
+
+
+async def test_win11_push_logged_without_session() -> None:
+    """win11-no-session: the push is received and logged, no session starts (section 0)."""
+    world = World()
+    uri = await enrolled(world, profile=PROFILES["win11-no-session"])
+    push = world.push(uri)
+    await world.run_for(MINUTE)
+    assert world.events("device.push_no_session")[-1]["msg_id"] == push.msg_id
+    assert all(s["trigger"] != "push" for s in world.events("session.start"))
+
+
+async def test_push_on_captive_network_sets_status_7() -> None:
+    """A push that cannot start a session for connectivity gives Push/Status 7 [DMC]; the
+    next session reports it to the server, and clears it."""
+    world = World()
+    uri = await enrolled(world)
+    device = world.fleet.devices["dev-1"]
+    world.fleet.set_server_reachable(device, False)
+    world.push(uri)
+    await world.run_for(MINUTE)
+    assert device.push_status == 7
+    world.fleet.set_server_reachable(device, True)
+    await world.run_for(16 * MINUTE)
+    assert world.mdm.sessions[-1].results[f"{PUSH_NODE}/Status"] == "7"
+    assert device.push_status == 0
+
+
+BAD_REPLIES = {
+    "bad-nesting": b"<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr></SyncML>",
+    "xml-bomb": b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+    b"<SyncML>&b;</SyncML>",
+    "external-entity": b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+    b"<SyncML>&e;</SyncML>",
+    "10-MB": b"<SyncML>" + b"x" * (10 * 1024 * 1024) + b"</SyncML>",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_REPLIES))
+async def test_malformed_server_xml_is_a_recorded_fault(kind: str) -> None:
+    """Malformed SyncML from the server is recorded as the server's fault with the offending
+    bytes; the device keeps running and its next session works."""
+    world = World()
+    await enrolled(world)
+    world.mdm.override = lambda seen, msg: Reply(
+        200, {"Content-Type": CONTENT_TYPE}, BAD_REPLIES[kind]
+    )
+    await world.run_for(16 * MINUTE)
+    fault = world.events("session.server_fault")[-1]
+    assert fault["rule"] == "malformed"
+    assert fault["excerpt"]
+    assert world.events("session.end")[-1]["outcome"] == "server-fault"
+    world.mdm.override = None
+    await world.run_for(15 * MINUTE)
+    assert world.events("session.end")[-1]["outcome"] == "ended"
+
+
+async def test_missing_cmdid_is_answered_400_and_recorded() -> None:
+    """A server command without CmdID: the device answers 400 for it [OMADM] and the
+    session records the server's fault."""
+    world = World()
+    await enrolled(world)
+    bad = Add(None, (Item(target=f"{PUSH_NODE}/PFN", data=APP_A.pfn),))
+    world.mdm.queue("dev-1", bad)
+    await world.run_for(16 * MINUTE)
+    assert any(f["rule"] == "cmdid" for f in world.events("session.server_fault"))
+    assert world.fleet.devices["dev-1"].state == "active"
+
+
+async def test_http_429_retry_after_is_honoured() -> None:
+    """HTTP 429 with Retry-After: the device retries after that delay [MSMDM 3.1.6]."""
+    world = World()
+    await enrolled(world)
+    calls = {"n": 0}
+
+    def throttle(seen: object, msg: object) -> Reply | None:
+        calls["n"] += 1
+        return Reply(429, {"Retry-After": "120"}, b"") if calls["n"] == 1 else None
+
+    world.mdm.override = throttle
+    await world.run_for(15 * MINUTE + 3 * MINUTE)
+    ends = world.events("session.end")
+    throttled = next(e for e in ends if e["outcome"] == "http-429")
+    retry = world.events("session.start")[-1]
+    assert retry["trigger"] == "retry"
+    assert retry["t_ms"] == throttled["t_ms"] + 120_000
+
+
+def test_session_end_record_is_plain_data() -> None:
+    """SessionEnd is a frozen value (the runtime passes it back to the core)."""
+    end = SessionEnd("poll", True, "ended")
+    assert (end.trigger, end.ok, end.retry_after) == ("poll", True, None)
