@@ -1,0 +1,80 @@
+"""The aiohttp driver: a device session's messages as real HTTP POSTs to an MDM server.
+
+Owns: one shared aiohttp client session for the fleet (keep-alive, bounded connections), the
+server authentication options of issue 3 (none, Basic, Bearer, TLS client certificate
+[MSMDM 3.1][SRV]), a response size limit (one byte over the SyncML limit, so the codec
+reports the oversize body as the server's fault), and mapping network failures to
+:class:`TransportError` ("unreachable", "timeout").
+Must not: interpret SyncML or decide retries (the session runner and the agent do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+import aiohttp
+
+from emulator.device.session import Reply, TransportError
+from emulator.syncml import MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAuth:
+    kind: str = "none"  # none | basic | bearer | cert
+    user: str = ""
+    password: str = ""  # never logged
+    token: str = ""  # never logged
+    cert_file: str | None = None  # client certificate (PEM) for "cert"
+    key_file: str | None = None
+    ca_file: str | None = None  # trust for the server's certificate
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        auth: ServerAuth = ServerAuth(),
+        *,
+        timeout_s: float = 30.0,
+        connections: int = 256,
+    ) -> None:
+        self.auth = auth
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._headers: dict[str, str] = {}
+        if auth.kind == "basic":
+            self._headers["Authorization"] = aiohttp.BasicAuth(auth.user, auth.password).encode()
+        elif auth.kind == "bearer":
+            self._headers["Authorization"] = f"Bearer {auth.token}"
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self.auth.ca_file is None and self.auth.kind != "cert":
+            return True
+        context = ssl.create_default_context(cafile=self.auth.ca_file)
+        if self.auth.kind == "cert" and self.auth.cert_file:
+            context.load_cert_chain(self.auth.cert_file, self.auth.key_file)
+        return context
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.connections, ssl=self._ssl())
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        return self._session
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+        try:
+            async with self._client().post(
+                url, data=body, headers={**headers, **self._headers}
+            ) as resp:
+                data = await resp.content.read(MAX_MESSAGE_BYTES + 1)
+                return Reply(resp.status, dict(resp.headers), data)
+        except TimeoutError as exc:
+            raise TransportError("timeout", f"no answer from {url}") from exc
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+            raise TransportError("unreachable", f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
