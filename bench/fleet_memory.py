@@ -1,0 +1,139 @@
+"""Fleet scale: memory per idle device and device events per second on the virtual clock.
+
+Phase 1 builds N idle devices (PFN set, channel issued by the fake WNS core, timers armed)
+and prints the growth of the process's RSS per device (baseline: RSS before building, same
+run). Phase 2 runs a day of polls for a smaller fleet against an in-memory OMA-DM server that
+parses every device message and answers with Status only (the full SyncML path on both
+sides), and prints device events/s; its baseline, measured in the same run, is the bare
+scheduler firing the same number of no-op timers, so the ratio says what device logic costs.
+Targets (issue 3): 100,000 devices within 1 GB (<= 10 KB each); >= 50,000 device events/s.
+
+    python bench/fleet_memory.py [--devices 100000] [--poll-devices 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+
+from emulator.clock import DAY, VirtualClock
+from emulator.device.agent import DeviceGroup
+from emulator.device.fleet import Fleet
+from emulator.device.session import CONTENT_TYPE, Reply
+from emulator.events import EventLog
+from emulator.logs import configure_logging
+from emulator.syncml import Message, Status, SyncHdr, parse, serialize
+from emulator.wns.models import App
+from emulator.wns.service import WnsConfig, WnsService
+
+APP = App(sid="S-1-15-2-1-2-3", secret="s", pfn="Contoso.MdmPush_8wekyb3d8bbwe")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+class StatusOnlyServer:
+    """Parses each device message and ends the session with Status for everything."""
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+        msg = parse(body)
+        statuses = [Status("1", msg.header.msg_id, "0", "SyncHdr", "200")]
+        for i, cmd in enumerate(msg.commands, start=2):
+            statuses.append(
+                Status(str(i), msg.header.msg_id, cmd.cmd_id or "", type(cmd).__name__, "200")
+            )
+        header = SyncHdr(msg.header.session_id, msg.header.msg_id, msg.header.source, url)
+        return Reply(
+            200, {"Content-Type": CONTENT_TYPE}, serialize(Message(header, tuple(statuses)))
+        )
+
+
+def build(n: int, clock: VirtualClock) -> Fleet:
+    wns = WnsService(WnsConfig(apps=(APP,), base_url="https://wns.test"), clock)
+    fleet = Fleet(clock, wns, StatusOnlyServer(), seed=1, events=EventLog(clock, keep=False))
+    group = DeviceGroup(provider_id="dmemu", server_url="https://mdm.test/omadm")
+    pfn_path = group.schema.pfn
+    now = clock.now()
+    for i in range(n):
+        device = fleet.add(f"{i:032X}", group)
+        device.values[pfn_path] = APP.pfn
+        device.state, device.pfn, device.enrolled = "registering", APP.pfn, True
+        fleet.apply(device, device.power_changed(now))
+        channel = wns.request_channel(device.device_id, APP.pfn, now)
+        device.state = "registering"
+        actions = device.on_registered(channel.uri, channel.expires_ms, now)
+        fleet.apply(device, [a for a in actions if type(a).__name__ != "StartSession"])
+        fleet.apply(device, [device._poll_timer()])  # the poll plan starts at enrollment
+    return fleet
+
+
+def memory(n: int) -> float:
+    gc.collect()
+    before = rss_bytes()
+    clock = VirtualClock()
+    fleet = build(n, clock)
+    gc.collect()
+    per = (rss_bytes() - before) / n
+    del fleet
+    return per
+
+
+async def day_of_polls(n: int) -> tuple[float, int, float]:
+    clock = VirtualClock()
+    fleet = build(n, clock)
+    start_events = sum(fleet.events.counts.values())
+    t0 = time.perf_counter()
+    fired = await clock.run_async(clock.now() + DAY)
+    wall = time.perf_counter() - t0
+    events = sum(fleet.events.counts.values()) - start_events
+    return wall, fired + events, fleet.sessions_run / wall
+
+
+def bare_timers(count: int) -> float:
+    clock = VirtualClock()
+    for i in range(count):
+        clock.call_at(clock.now() + i % 86_400_000, lambda: None)
+    t0 = time.perf_counter()
+    clock.run(clock.now() + DAY)
+    return count / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--poll-devices", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    configure_logging("warning")
+    per_device = memory(args.devices)
+    total_mb = per_device * args.devices / 1e6
+    print(
+        f"memory: {args.devices} idle devices, {per_device / 1024:.2f} KB each, "
+        f"{total_mb:.0f} MB total (target <= 10 KB, <= 1 GB)"
+    )
+    rates, ratios, sessions = [], [], []
+    for r in range(args.rounds):
+        wall, events, sps = asyncio.run(day_of_polls(args.poll_devices))
+        rate = events / wall
+        bare = bare_timers(events)
+        rates.append(rate)
+        ratios.append(rate / bare)
+        sessions.append(sps)
+        print(
+            f"round {r + 1}: {events} device events in {wall:.2f} s = {rate:,.0f}/s "
+            f"({sps:,.0f} sessions/s); bare scheduler {bare:,.0f} timers/s"
+        )
+    print(
+        f"median: {statistics.median(rates):,.0f} device events/s (target >= 50,000), "
+        f"{statistics.median(sessions):,.0f} OMA-DM sessions/s, "
+        f"{statistics.median(ratios):.3f}x the bare scheduler"
+    )
+
+
+if __name__ == "__main__":
+    main()
