@@ -113,3 +113,22 @@ async def test_unreachable_server_is_logged_not_fatal(clock: VirtualClock) -> No
     assert kinds[:2] == ["unreachable", "unreachable"]
     await transport.close()
     await wns.stop()
+
+
+async def test_basic_auth_and_oversize_reply(aiohttp_server: AiohttpServer) -> None:
+    """Basic auth is sent on every session message [MSMDM 1.3.1]; a reply over the SyncML
+    size limit is read only up to one byte past it, so the codec reports it as too large."""
+    from emulator.syncml import MAX_MESSAGE_BYTES
+
+    async def handler(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        return web.Response(body=auth.encode() + b"x" * (MAX_MESSAGE_BYTES + 100))
+
+    app = web.Application()
+    app.router.add_post("/omadm", handler)
+    server = await aiohttp_server(app)
+    transport = HttpTransport(ServerAuth("basic", user="dev", password="pw"))
+    reply = await transport.post(str(server.make_url("/omadm")), {}, b"<SyncML/>")
+    await transport.close()
+    assert reply.body.startswith(b"Basic ZGV2OnB3")
+    assert len(reply.body) == MAX_MESSAGE_BYTES + 1

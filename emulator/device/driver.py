@@ -45,7 +45,7 @@ class HttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
         if auth.kind == "basic":
-            self._headers["Authorization"] = aiohttp.BasicAuth(auth.user, auth.password).encode()
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(auth.user, auth.password)
         elif auth.kind == "bearer":
             self._headers["Authorization"] = f"Bearer {auth.token}"
 
@@ -68,8 +68,7 @@ class HttpTransport:
             async with self._client().post(
                 url, data=body, headers={**headers, **self._headers}
             ) as resp:
-                data = await resp.content.read(MAX_MESSAGE_BYTES + 1)
-                return Reply(resp.status, dict(resp.headers), data)
+                return Reply(resp.status, dict(resp.headers), await _read_capped(resp))
         except TimeoutError as exc:
             raise TransportError("timeout", f"no answer from {url}") from exc
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
@@ -78,3 +77,18 @@ class HttpTransport:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    """The body up to one byte past the SyncML limit (``read(n)`` returns what has arrived,
+    which may be less than ``n``, so loop until the cap or the end)."""
+    cap = MAX_MESSAGE_BYTES + 1
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = await resp.content.read(cap - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
