@@ -63,12 +63,9 @@ def build(n: int, clock: VirtualClock) -> Fleet:
         device = fleet.add(f"{i:032X}", group)
         device.values[pfn_path] = APP.pfn
         device.state, device.pfn, device.enrolled = "registering", APP.pfn, True
-        fleet.apply(device, device.power_changed(now))
         channel = wns.request_channel(device.device_id, APP.pfn, now)
-        device.state = "registering"
-        actions = device.on_registered(channel.uri, channel.expires_ms, now)
-        fleet.apply(device, [a for a in actions if type(a).__name__ != "StartSession"])
-        fleet.apply(device, [device._poll_timer()])  # the poll plan starts at enrollment
+        device.on_registered(channel.uri, channel.expires_ms, now)  # its actions: see adopt
+        fleet.adopt(device)  # rearm as after a restart: power, poll, expiry and renewal
     return fleet
 
 

@@ -63,14 +63,7 @@ async def run_demo(out: TextIO, *, seed: int = 0) -> DemoReport:
         out.write(f"  ChannelURI {channel.uri[:72]}...\n\n")
 
         async with aiohttp.ClientSession() as session:
-            sender = WnsSender(
-                session,
-                clock,
-                token_url=wns.token_url,
-                client_id=DEMO_APP.client_id,
-                client_secret=DEMO_APP.secret,
-                trusted_hosts=(wns.url.split("://", 1)[1],),
-            )
+            sender = WnsSender.to_local_wns(session, clock, DEMO_APP, wns.url)
 
             async def step(title: str, expect: str) -> None:
                 result = await sender.push(channel.uri)

@@ -56,14 +56,7 @@ async def loop_world(clock: VirtualClock, aiohttp_server: AiohttpServer) -> Asyn
     transport = HttpTransport(ServerAuth("bearer", token="device-token"), timeout_s=10)
     fleet = Fleet(clock, wns.service, transport, seed=3)
     async with aiohttp.ClientSession() as session:
-        sender = WnsSender(
-            session,
-            clock,
-            token_url=wns.token_url,
-            client_id=APP_A.client_id,
-            client_secret=APP_A.secret,
-            trusted_hosts=(wns.url.split("://")[1],),
-        )
+        sender = WnsSender.to_local_wns(session, clock, APP_A, wns.url)
         world = Loopback(clock, wns, mdm, fleet, sender, str(server.make_url("/omadm")))
         world.seen_auth = seen_auth  # type: ignore[attr-defined]
         yield world

@@ -18,14 +18,7 @@ from tests.conftest import APP_A
 async def world(clock: VirtualClock) -> AsyncIterator[tuple[RunningWns, WnsSender]]:
     wns = await start_wns(WnsConfig(apps=(APP_A,)), clock)
     async with aiohttp.ClientSession() as session:
-        sender = WnsSender(
-            session,
-            clock,
-            token_url=wns.token_url,
-            client_id=APP_A.client_id,
-            client_secret=APP_A.secret,
-            trusted_hosts=(wns.url.split("://")[1],),
-        )
+        sender = WnsSender.to_local_wns(session, clock, APP_A, wns.url)
         yield wns, sender
     await wns.stop()
 
@@ -138,13 +131,7 @@ async def test_token_errors_surface(clock: VirtualClock) -> None:
     wns = await start_wns(WnsConfig(apps=(APP_A,)), clock)
     try:
         async with aiohttp.ClientSession() as session:
-            sender = WnsSender(
-                session,
-                clock,
-                token_url=wns.token_url,
-                client_id=APP_A.client_id,
-                client_secret="wrong",
-            )
+            sender = WnsSender.to_local_wns(session, clock, APP_A, wns.url, client_secret="wrong")
             with pytest.raises(TokenError, match="invalid_client"):
                 await sender.token()
     finally:

@@ -21,6 +21,7 @@ the current task holds, so this is correct across nested regions and many concur
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextvars
 import heapq
@@ -144,7 +145,7 @@ class Clock(Protocol):
         """Whether the current task holds the clock busy (an in-world task)."""
 
 
-class Scheduler:
+class Scheduler(abc.ABC):
     """The heap scheduler and busy accounting shared by both clocks."""
 
     mode = "abstract"
@@ -159,8 +160,9 @@ class Scheduler:
         self.fired = 0  # timers fired so far (a cheap progress figure)
 
     # -- time ---------------------------------------------------------------------------
+    @abc.abstractmethod
     def now(self) -> int:
-        raise NotImplementedError
+        """Current time in ms; each clock defines where it comes from."""
 
     @property
     def rate(self) -> float:
@@ -192,10 +194,10 @@ class Scheduler:
         """How many live timers are scheduled."""
         return sum(1 for _, _, t in self._heap if not t.cancelled)
 
-    def _timer_added(self, timer: Timer) -> None:
+    def _timer_added(self, timer: Timer) -> None:  # noqa: B027 - optional hook
         """Hook for clocks that must re-arm a host timer when the head changes."""
 
-    def _on_fire(self, when: int) -> None:
+    def _on_fire(self, when: int) -> None:  # noqa: B027 - optional hook
         """Hook: a timer due at ``when`` is about to fire (the virtual clock sets now here)."""
 
     def _run_due(self, upto: int) -> int:

@@ -170,7 +170,7 @@ class Device:
         match key:
             case "ChannelURI":  # "null" without a valid PFN [DMC]: empty (section 0)
                 valid = self.state in lifecycle.CHANNEL_VALID or self.state == "expired"
-                return self.channel_uri or "" if valid else ""
+                return (self.channel_uri or "") if valid else ""
             case "Status":
                 return str(self.push_status)
             case "DevId":
@@ -422,12 +422,14 @@ class Device:
         """A scenario switched the network, started an offline spell, etc."""
         return self._reconsider_power(now)
 
+    def _plan(self) -> tuple[poll.PollSet, ...]:
+        return poll.plan(dict(zip(POLL_DEFAULTS, self.poll_values(), strict=True)))
+
     def _poll_timer(self) -> SetTimer:
-        sets = poll.plan(dict(zip(POLL_DEFAULTS, self.poll_values(), strict=True)))
-        return SetTimer("poll", poll.next_poll(sets, self.poll_anchor, self.polls_done))
+        return SetTimer("poll", poll.next_poll(self._plan(), self.poll_anchor, self.polls_done))
 
     def _plan_text(self) -> str:
-        sets = poll.plan(dict(zip(POLL_DEFAULTS, self.poll_values(), strict=True)))
         return ", ".join(
-            f"{s.interval // 60000} min x {'inf' if s.count is None else s.count}" for s in sets
+            f"{s.interval // 60000} min x {'inf' if s.count is None else s.count}"
+            for s in self._plan()
         )

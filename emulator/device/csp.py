@@ -112,9 +112,17 @@ class Schema:
         self._node(f"{self.push}/Status", Access.GET, "int", computed="Status")
 
     def _node(
-        self, path: str, access: Access, fmt: str = "node", default: str | None = None, **kw: object
+        self,
+        path: str,
+        access: Access,
+        fmt: str = "node",
+        default: str | None = None,
+        *,
+        present: bool = True,
+        computed: str | None = None,
+        replace_creates: bool = False,
     ) -> None:
-        self.specs[path] = NodeSpec(access, fmt, default, **kw)  # type: ignore[arg-type]
+        self.specs[path] = NodeSpec(access, fmt, default, present, computed, replace_creates)
         self.children[path] = []
         if path != ".":
             self.children[parent_of(path)].append(path)

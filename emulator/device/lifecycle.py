@@ -34,33 +34,10 @@ class PushLifecycle(StateMachine):
     invalid_pfn = State("Invalid PFN")
     failed = State("Failed")
 
-    set_pfn = (
-        no_pfn.to(registering)
-        | registering.to.itself()
-        | active.to(registering)
-        | disconnected.to(registering)
-        | expired.to(registering)
-        | invalid_pfn.to(registering)
-        | failed.to(registering)
-    )
-    set_invalid_pfn = (
-        no_pfn.to(invalid_pfn)
-        | registering.to(invalid_pfn)
-        | active.to(invalid_pfn)
-        | disconnected.to(invalid_pfn)
-        | expired.to(invalid_pfn)
-        | invalid_pfn.to.itself()
-        | failed.to(invalid_pfn)
-    )
-    clear_pfn = (
-        no_pfn.to.itself()
-        | registering.to(no_pfn)
-        | active.to(no_pfn)
-        | disconnected.to(no_pfn)
-        | expired.to(no_pfn)
-        | invalid_pfn.to(no_pfn)
-        | failed.to(no_pfn)
-    )
+    # the server may write or delete PFN whatever the state (section 0)
+    set_pfn = registering.from_.any()
+    set_invalid_pfn = invalid_pfn.from_.any()
+    clear_pfn = no_pfn.from_.any()
     # a channel from WNS: first registration, renewal (new or extended URI), or after expiry
     registered = (
         registering.to(active)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 from emulator.clock import DAY, MINUTE
 
@@ -47,17 +48,22 @@ class PowerProfile:
         return prev_v + (first_v - prev_v) * (minute - prev_m) / (first_m - prev_m)
 
     def crossings(self, level: float) -> tuple[int, ...]:
-        """Times of day (ms) where the battery crosses ``level``, sorted."""
-        points = self.curve
-        out: list[int] = []
-        for i, (m, v) in enumerate(points):
-            n_m, n_v = points[(i + 1) % len(points)]
-            if i + 1 == len(points):
-                n_m += 24 * 60
-            if (v < level) != (n_v < level) and n_v != v:
-                at = m + (level - v) * (n_m - m) / (n_v - v)
-                out.append(round(at * MINUTE) % DAY)
-        return tuple(sorted(out))
+        """Times of day (ms) where the battery crosses ``level``, sorted (cached: every
+        power timer of the fleet asks)."""
+        return _crossings(self.curve, level)
+
+
+@cache
+def _crossings(points: tuple[tuple[int, float], ...], level: float) -> tuple[int, ...]:
+    out: list[int] = []
+    for i, (m, v) in enumerate(points):
+        n_m, n_v = points[(i + 1) % len(points)]
+        if i + 1 == len(points):
+            n_m += 24 * 60
+        if (v < level) != (n_v < level) and n_v != v:
+            at = m + (level - v) * (n_m - m) / (n_v - v)
+            out.append(round(at * MINUTE) % DAY)
+    return tuple(sorted(out))
 
 
 POWER_PROFILES: dict[str, PowerProfile] = {

@@ -20,7 +20,7 @@ Jitter comes from the device's own stream (:mod:`emulator.device.rng`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from emulator.clock import DAY, HOUR
 from emulator.device.rng import DeviceRng
@@ -40,47 +40,46 @@ class OsProfile:
     sync_app_version: str = "2.0"  # DMClient SyncApplicationVersion [DMC]
 
 
+_WP81 = OsProfile(
+    "wp81",
+    "8.10.15148.160",
+    "Windows Phone 8.1: renews at day 15, may fail to renew, no recovery after expiry",
+    retry_under_15_days=(DAY, 0),
+    retry_after_expiry=None,
+    sync_app_version="1.0",
+)
+_WIN10_1511 = OsProfile(
+    "win10-1511",
+    "10.0.10586.0",
+    "Windows 10 1511 DMClient retry rules",
+    retry_under_15_days=(4 * HOUR, HOUR),
+    retry_after_expiry=(DAY, 4 * HOUR),
+)
+_WIN10_1607 = replace(
+    _WIN10_1511,
+    name="win10-1607",
+    swv="10.0.14393.0",
+    description="Windows 10 1607: 1511 rules, network check first",
+    checks_network=True,
+)
 PROFILES: dict[str, OsProfile] = {
     p.name: p
     for p in (
-        OsProfile(
-            "wp81",
-            "8.10.15148.160",
-            "Windows Phone 8.1: renews at day 15, may fail to renew, no recovery after expiry",
-            retry_under_15_days=(DAY, 0),
-            retry_after_expiry=None,
-            sync_app_version="1.0",
+        _WP81,
+        _WIN10_1511,
+        _WIN10_1607,
+        replace(
+            _WIN10_1607,
+            name="win10-22h2",
+            swv="10.0.19045.2006",
+            description="Windows 10 22H2: a later build with 1607 rules",
         ),
-        OsProfile(
-            "win10-1511",
-            "10.0.10586.0",
-            "Windows 10 1511 DMClient retry rules",
-            retry_under_15_days=(4 * HOUR, HOUR),
-            retry_after_expiry=(DAY, 4 * HOUR),
-        ),
-        OsProfile(
-            "win10-1607",
-            "10.0.14393.0",
-            "Windows 10 1607: 1511 rules, network check first",
-            retry_under_15_days=(4 * HOUR, HOUR),
-            retry_after_expiry=(DAY, 4 * HOUR),
-            checks_network=True,
-        ),
-        OsProfile(
-            "win10-22h2",
-            "10.0.19045.2006",
-            "Windows 10 22H2: a later build with 1607 rules",
-            retry_under_15_days=(4 * HOUR, HOUR),
-            retry_after_expiry=(DAY, 4 * HOUR),
-            checks_network=True,
-        ),
-        OsProfile(
-            "win11-no-session",
-            "10.0.26100.2314",
-            "Windows 11: push received and logged, no OMA-DM session (fleetdm/fleet#43773)",
-            retry_under_15_days=(4 * HOUR, HOUR),
-            retry_after_expiry=(DAY, 4 * HOUR),
-            checks_network=True,
+        replace(
+            _WIN10_1607,
+            name="win11-no-session",
+            swv="10.0.26100.2314",
+            description="Windows 11: push received and logged, no OMA-DM session "
+            "(fleetdm/fleet#43773)",
             push_starts_session=False,
         ),
     )

@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from emulator.device.agent import ORIGIN, Device, SessionEnd
+from emulator.retry_after import retry_after_ms
 from emulator.syncml import Alert, Item, Message, Meta, Replace, SyncMLError, parse, serialize
+from emulator.syncml.codec import EXCERPT_BYTES
 from emulator.syncml.session import ClientSession
 
 CONTENT_TYPE = "application/vnd.syncml.dm+xml"
 USER_AGENT = "MSFT OMA DM Client/1.2.0.1"  # [MSMDM 2.1]
-EXCERPT = 512
 MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
 
 
@@ -87,15 +88,6 @@ def _version(text: str) -> float:
         return 0.0
 
 
-def retry_after_ms(value: str | None) -> int:
-    """HTTP Retry-After in seconds (dates are not used by MDM servers); 60 s when absent."""
-    try:
-        seconds = int((value or "").strip())
-    except ValueError:
-        seconds = 60
-    return min(max(seconds, 0) * 1000, MAX_RETRY_AFTER_MS)
-
-
 async def run_session(
     device: Device,
     trigger: str,
@@ -122,7 +114,7 @@ async def run_session(
             "session.server_fault",
             rule=rule,
             detail=detail,
-            excerpt=body[:EXCERPT].decode("utf-8", "replace"),
+            excerpt=body[:EXCERPT_BYTES].decode("utf-8", "replace"),
             **ids,
         )
 
@@ -136,7 +128,7 @@ async def run_session(
             return end(False, exc.kind)
         nbytes += len(reply.body)
         if reply.status == 429:
-            wait = retry_after_ms(reply.headers.get("Retry-After"))
+            wait = retry_after_ms(reply.headers.get("Retry-After"), cap_ms=MAX_RETRY_AFTER_MS)
             emit("session.throttled", retry_after_ms=wait, **ids)
             return end(False, "http-429", wait)
         if reply.status != 200:

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from emulator.device.agent import Device, DeviceGroup
 
@@ -67,14 +68,12 @@ class DeviceStore:
     def load(self, groups: Mapping[str, DeviceGroup], now: int) -> list[Device]:
         out: list[Device] = []
         for row in self.db.execute(_SELECT):
-            rec = dict(zip(_COLUMNS, row, strict=True))
-            group = groups.get(rec["group_name"])
+            group = groups.get(row[1])
             if group is None:
                 raise StoreError(
-                    f"device {rec['device_id']} belongs to group {rec['group_name']!r}, "
-                    "which this run does not define"
+                    f"device {row[0]} belongs to group {row[1]!r}, which this run does not define"
                 )
-            out.append(_device(rec, group, now))
+            out.append(_device(row, group, now))
         return out
 
     def close(self) -> None:
@@ -110,19 +109,29 @@ def _row(d: Device) -> tuple[object, ...]:
     )
 
 
-def _device(rec: dict[str, object], group: DeviceGroup, now: int) -> Device:
-    d = Device(str(rec["device_id"]), group, int(str(rec["rng_state"])), now)
-    d.state = str(rec["state"])
-    d.pfn = rec["pfn"]  # type: ignore[assignment]
-    d.channel_uri = rec["channel_uri"]  # type: ignore[assignment]
-    d.channel_expiry = rec["channel_expiry"]  # type: ignore[assignment]
-    d.push_blocked = bool(rec["push_blocked"])
-    d.hung = bool(rec["hung"])
-    d.enrolled = bool(rec["enrolled"])
-    d.poll_anchor = int(rec["poll_anchor"])  # type: ignore[call-overload]
-    d.polls_done = int(rec["polls_done"])  # type: ignore[call-overload]
-    d.session_seq = int(rec["session_seq"])  # type: ignore[call-overload]
-    d.values = json.loads(str(rec["csp_values"]))
-    for key, value in json.loads(str(rec["power"])).items():
+def _device(row: tuple[Any, ...], group: DeviceGroup, now: int) -> Device:
+    (
+        device_id,
+        _group,
+        state,
+        pfn,
+        channel_uri,
+        channel_expiry,
+        push_blocked,
+        hung,
+        enrolled,
+        poll_anchor,
+        polls_done,
+        session_seq,
+        rng_state,
+        csp_values,
+        power,
+    ) = row
+    d = Device(device_id, group, int(rng_state), now)
+    d.state, d.pfn, d.channel_uri, d.channel_expiry = state, pfn, channel_uri, channel_expiry
+    d.push_blocked, d.hung, d.enrolled = bool(push_blocked), bool(hung), bool(enrolled)
+    d.poll_anchor, d.polls_done, d.session_seq = poll_anchor, polls_done, session_seq
+    d.values = json.loads(csp_values)
+    for key, value in json.loads(power).items():
         setattr(d.power, key, value)
     return d

@@ -19,6 +19,8 @@ from yarl import URL
 
 from emulator.clock import MINUTE, SECOND, Clock
 from emulator.control.keys import held_header
+from emulator.retry_after import retry_after_ms
+from emulator.wns.models import App
 
 REFRESH_AHEAD_MS = 5 * MINUTE  # refresh 5 min before expiry, as Fleet does [FLEET-WNS]
 DEFAULT_EXPIRES_S = 86_400  # when the token response omits expires_in [FLEET-WNS]
@@ -67,6 +69,27 @@ class WnsSender:
         self.ttl_s = ttl_s
         self._token: str | None = None
         self._token_expires = 0
+
+    @classmethod
+    def to_local_wns(
+        cls,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        app: App,
+        wns_url: str,
+        *,
+        client_secret: str | None = None,
+    ) -> WnsSender:
+        """A sender for ``app`` aimed at a fake WNS served at ``wns_url``: its token endpoint,
+        and its host as the one trusted channel host."""
+        return cls(
+            session,
+            clock,
+            token_url=f"{wns_url}/accesstoken.srf",
+            client_id=app.client_id,
+            client_secret=app.secret if client_secret is None else client_secret,
+            trusted_hosts=(urlsplit(wns_url).netloc,),
+        )
 
     def trusted(self, channel_uri: str) -> bool:
         """[WNSOV] check the domain before sending; HTTPS unless a trusted host says http."""
@@ -119,8 +142,7 @@ class WnsSender:
             action = "dropped"
         retry_at = None
         if action == "retry":
-            wait_s = headers.get("Retry-After", "")
-            retry_at = self.clock.now() + (int(wait_s) if wait_s.isdigit() else 60) * SECOND
+            retry_at = self.clock.now() + retry_after_ms(headers.get("Retry-After"))
         return PushResult(
             status=status,
             wns_status=wns_status,
