@@ -22,10 +22,10 @@ import time
 from emulator.clock import DAY, VirtualClock
 from emulator.device.agent import DeviceGroup
 from emulator.device.fleet import Fleet
-from emulator.device.session import CONTENT_TYPE, Reply
+from emulator.device.session import Reply
 from emulator.events import EventLog
 from emulator.logs import configure_logging
-from emulator.syncml import Message, Status, SyncHdr, parse, serialize
+from emulator.syncml import CONTENT_TYPE, Message, Status, SyncHdr, parse, serialize
 from emulator.wns.models import App
 from emulator.wns.service import WnsConfig, WnsService
 

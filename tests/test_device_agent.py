@@ -10,8 +10,8 @@ from emulator.clock import DAY, HOUR, MINUTE
 from emulator.device.agent import SessionEnd
 from emulator.device.power import MB, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
-from emulator.device.session import CONTENT_TYPE, Reply
-from emulator.syncml import Add, Item, Meta
+from emulator.device.session import Reply
+from emulator.syncml import CONTENT_TYPE, Add, Item, Meta
 from emulator.wns.errors import NotifyError
 from tests.conftest import APP_A
 from tests.world import PUSH_NODE, World, replace_pfn

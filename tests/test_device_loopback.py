@@ -15,8 +15,9 @@ from emulator.clock import DAY, MINUTE, VirtualClock
 from emulator.device.agent import DeviceGroup
 from emulator.device.driver import HttpTransport, ServerAuth
 from emulator.device.fleet import Fleet
-from emulator.device.session import CONTENT_TYPE, Reply
+from emulator.device.session import Reply
 from emulator.mdm.wns_sender import WnsSender
+from emulator.syncml import CONTENT_TYPE
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
 from tests.conftest import APP_A

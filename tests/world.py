@@ -15,8 +15,9 @@ from urllib.parse import urlencode
 from emulator.clock import VirtualClock
 from emulator.device.agent import DeviceGroup
 from emulator.device.fleet import Fleet
-from emulator.device.session import CONTENT_TYPE, Reply
+from emulator.device.session import Reply
 from emulator.syncml import (
+    CONTENT_TYPE,
     Command,
     Get,
     Item,

@@ -16,11 +16,20 @@ from typing import Any, NamedTuple, Protocol
 
 from emulator.device.agent import ORIGIN, Device, SessionEnd
 from emulator.retry_after import retry_after_ms
-from emulator.syncml import Alert, Item, Message, Meta, Replace, SyncMLError, parse, serialize
+from emulator.syncml import (
+    CONTENT_TYPE,
+    Alert,
+    Item,
+    Message,
+    Meta,
+    Replace,
+    SyncMLError,
+    parse,
+    serialize,
+)
 from emulator.syncml.codec import EXCERPT_BYTES
 from emulator.syncml.session import ClientSession
 
-CONTENT_TYPE = "application/vnd.syncml.dm+xml"
 USER_AGENT = "MSFT OMA DM Client/1.2.0.1"  # [MSMDM 2.1]
 MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
 

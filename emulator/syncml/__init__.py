@@ -3,7 +3,7 @@
 Facts: protocol.md section 3 ([MSMDM] section 2.2, [OMADM]). Sans-I/O: no HTTP here.
 """
 
-from emulator.syncml.codec import MAX_MESSAGE_BYTES, SyncMLError, parse, serialize
+from emulator.syncml.codec import CONTENT_TYPE, MAX_MESSAGE_BYTES, SyncMLError, parse, serialize
 from emulator.syncml.model import (
     Add,
     Alert,
@@ -23,6 +23,7 @@ from emulator.syncml.model import (
 )
 
 __all__ = [
+    "CONTENT_TYPE",
     "MAX_MESSAGE_BYTES",
     "Add",
     "Alert",

@@ -33,6 +33,7 @@ from emulator.syncml.model import (
     SyncHdr,
 )
 
+CONTENT_TYPE = "application/vnd.syncml.dm+xml"  # [MSMDM 2.1] the XML encoding
 MAX_MESSAGE_BYTES = 1024 * 1024  # far above any DM package; refuses a 10 MB body outright
 MAX_NESTING = 8  # Atomic/Sequence depth (Windows itself refuses nested Atomic [OMADM])
 SYNCML_NS = "SYNCML:SYNCML1.2"

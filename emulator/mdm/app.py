@@ -1,0 +1,181 @@
+"""The reference server's HTTP face: the OMA-DM endpoint and the JSON admin API.
+
+Owns: ``POST /ManagementServer/MDM.svc`` (Content-Type and size checked before parsing,
+:class:`~emulator.mdm.omadm.Refused` turned into a 4xx with a plain-text reason and a log
+line carrying the offending bytes) and the admin routes under ``/admin`` that people, the
+hooks file and the conformance suite use:
+
+* ``GET /admin/devices``: every device with its channel, last session and newest push;
+* ``GET /admin/devices/{id}``: one device with its commands and pushes;
+* ``POST /admin/devices/{id}/push``: push now, answer the outcome;
+* ``POST /admin/devices/{id}/commands``: queue Get/Add/Replace/Delete/Exec on a LocURI
+  (pushes the device unless ``"push": false``); ``GET .../commands/{cid}`` reads its result.
+
+Every route runs under :func:`emulator.control.common.guard` (busy clock, emulated Date, no
+traceback escapes). Must not: decide protocol (the endpoint and the pusher do).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from emulator.clock import iso
+from emulator.control.common import api_error, guard, json_response, parse_body
+from emulator.control.keys import CLOCK
+from emulator.mdm.omadm import Refused
+from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
+from emulator.syncml.codec import EXCERPT_BYTES
+
+if TYPE_CHECKING:
+    from emulator.mdm.server import ReferenceServer
+
+OMADM_PATH = "/ManagementServer/MDM.svc"  # as in protocol.md 3.8
+MDM: web.AppKey[ReferenceServer] = web.AppKey("dmemu_mdm")
+_TIME_FIELDS = frozenset(
+    {"first_seen", "last_session_at", "channel_seen_at", "retry_at", "queued_at", "sent_at"}
+    | {"done_at", "at"}
+)
+
+
+def make_mdm_app(server: ReferenceServer) -> web.Application:
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+    app[CLOCK] = server.clock
+    app[MDM] = server
+    app.router.add_post(OMADM_PATH, guard(omadm, _plain_crash))
+    app.router.add_get("/admin/devices", guard(list_devices))
+    app.router.add_get("/admin/devices/{device_id}", guard(get_device))
+    app.router.add_post("/admin/devices/{device_id}/push", guard(push_device))
+    app.router.add_post("/admin/devices/{device_id}/commands", guard(queue_command))
+    app.router.add_get("/admin/devices/{device_id}/commands/{command_id}", guard(get_command))
+    return app
+
+
+def _plain_crash() -> web.Response:
+    return web.Response(status=500, text="internal server error (see the server's log)")
+
+
+def _times(record: dict[str, Any]) -> dict[str, Any]:
+    """Emulated ms as ISO-8601 at the edge (architecture principle 1)."""
+    return {k: iso(v) if k in _TIME_FIELDS and isinstance(v, int) else v for k, v in record.items()}
+
+
+# -- OMA-DM ---------------------------------------------------------------------------------
+async def omadm(request: web.Request) -> web.Response:
+    server = request.app[MDM]
+    if request.content_type != CONTENT_TYPE:
+        return _refuse(
+            request,
+            Refused(415, f"Content-Type must be {CONTENT_TYPE}, not {request.content_type!r}"),
+            b"",
+        )
+    declared = request.content_length
+    if declared is not None and declared > MAX_MESSAGE_BYTES:
+        return _refuse(request, Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes"), b"")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _refuse(request, Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes"), b"")
+    try:
+        reply = server.endpoint.handle(
+            body,
+            request.headers.get("Authorization", ""),
+            request.headers.get("UserAgentOrigin"),
+            server.clock.now(),
+        )
+    except Refused as exc:
+        return _refuse(request, exc, body)
+    return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+
+def _refuse(request: web.Request, exc: Refused, body: bytes) -> web.Response:
+    server = request.app[MDM]
+    server.log.warning(
+        "mdm.request_refused",
+        status=exc.status,
+        reason=exc.reason,
+        remote=request.remote,
+        excerpt=body[:EXCERPT_BYTES].decode("utf-8", "replace"),
+    )
+    headers = {"WWW-Authenticate": 'Bearer realm="dmemu"'} if exc.status == 401 else None
+    return web.Response(status=exc.status, text=exc.reason, headers=headers)
+
+
+# -- admin API ------------------------------------------------------------------------------
+class CommandBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verb: Literal["Get", "Add", "Replace", "Delete", "Exec"]
+    loc_uri: str = Field(min_length=3, max_length=1024, pattern=r"^\./\S+$")
+    data: str | None = Field(default=None, max_length=64 * 1024)
+    format: Literal["chr", "int", "bool", "b64", "xml", "node", "null"] | None = None
+    push: bool = True  # push the device so the command goes out now [PUSH]
+
+
+def _device_id(request: web.Request) -> str:
+    device_id = request.match_info["device_id"]
+    if request.app[MDM].store.device(device_id) is None:
+        raise api_error(404, f"no device {device_id!r} has enrolled with this server")
+    return device_id
+
+
+def _summary(server: ReferenceServer, device_id: str) -> dict[str, Any]:
+    row = server.store.devices[device_id]
+    pushes = server.store.pushes(device_id)
+    data = _times(row.public())
+    data["last_push"] = _times(pushes[-1].public()) if pushes else None
+    return data
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    server = request.app[MDM]
+    return json_response({"devices": [_summary(server, d) for d in sorted(server.store.devices)]})
+
+
+async def get_device(request: web.Request) -> web.Response:
+    server = request.app[MDM]
+    device_id = _device_id(request)
+    data = _summary(server, device_id)
+    data["commands"] = [_times(c.public()) for c in server.store.commands(device_id)]
+    data["pushes"] = [_times(p.public()) for p in server.store.pushes(device_id)]
+    return json_response(data)
+
+
+async def push_device(request: web.Request) -> web.Response:
+    server = request.app[MDM]
+    device_id = _device_id(request)
+    row = await server.pusher.push(device_id, "admin")
+    return json_response(_times(row.public()))
+
+
+async def queue_command(request: web.Request) -> web.Response:
+    server = request.app[MDM]
+    device_id = _device_id(request)
+    body = await parse_body(request, CommandBody)
+    command = server.store.queue(
+        device_id, body.verb, body.loc_uri, body.data, body.format, server.clock.now()
+    )
+    server.log.info("mdm.command_queued", device_id=device_id, command_id=command.id)
+    push = await server.pusher.push(device_id, "command") if body.push else None
+    return json_response(
+        {
+            "command": _times(command.public()),
+            "push": _times(push.public()) if push else None,
+        },
+        status=201,
+    )
+
+
+async def get_command(request: web.Request) -> web.Response:
+    server = request.app[MDM]
+    device_id = _device_id(request)
+    try:
+        command_id = int(request.match_info["command_id"])
+    except ValueError:
+        raise api_error(404, "command ids are integers") from None
+    command = server.store.command(command_id)
+    if command is None or command.device_id != device_id:
+        raise api_error(404, f"device {device_id!r} has no command {command_id}")
+    return json_response(_times(command.public()))

@@ -1,0 +1,69 @@
+"""What the reference MDM server is told at start: its WNS app, its push policy, its gates.
+
+Owns: :class:`MdmConfig` (plain data, one comment per field) and the DMClient node paths the
+server writes, built from its ProviderID [DMC].
+Must not: parse files or command lines (``cli.py``) or hold state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.clock import DAY
+from emulator.wns.models import App
+
+#: The server's poll schedule [DMC] (protocol.md 1.4): 15 min x 4, then hourly x 4, then once
+#: a day for ever. Never all intervals or all counts 0 [MDE2] (conformance E1); the long-run
+#: interval is not below 1440 minutes [MDE2].
+DEFAULT_POLL = (
+    ("IntervalForFirstSetOfRetries", "15"),
+    ("NumberOfFirstRetries", "4"),
+    ("IntervalForSecondSetOfRetries", "60"),
+    ("NumberOfSecondRetries", "4"),
+    ("IntervalForRemainingScheduledRetries", "1440"),
+    ("NumberOfRemainingScheduledRetries", "0"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MdmConfig:
+    app: App  # WNS credentials (Package SID, secret) and the PFN devices are given [DMC]
+    provider_id: str = "dmemu"  # DMClient ProviderID of this server's enrollment [DMC]
+    # WNS token endpoint [WNSOV] (a URL, not a secret)
+    token_url: str = "https://login.live.com/accesstoken.srf"  # noqa: S105
+    trusted_hosts: tuple[str, ...] = (".notify.windows.com",)  # B5: where pushes may go
+    push_ttl_s: int | None = None  # X-WNS-TTL on pushes; None: WNS's cache period [WNSHDR]
+    pushes_per_hour: int = 12  # per device, absent failures (conformance D4)
+    max_push_attempts: int = 5  # sends per push before giving up on 406/5xx (D2)
+    backoff_base_s: int = 30  # first retry wait without Retry-After; doubles per attempt
+    proactive_reset_after_ms: int = 20 * DAY  # C7: re-set PFN on 8.1/1511 past this channel age
+    poll: tuple[tuple[str, str], ...] = DEFAULT_POLL  # Poll node values set at enrollment
+    allowed_devices: frozenset[str] | None = None  # None: any device may enroll
+    device_token: str | None = None  # when set, devices must send ``Bearer <token>``
+    session_idle_ms: int = 10 * 60 * 1000  # an unfinished session is forgotten after this
+
+    @property
+    def dmclient(self) -> str:
+        return f"./Device/Vendor/MSFT/DMClient/Provider/{self.provider_id}"
+
+    @property
+    def push_node(self) -> str:
+        return f"{self.dmclient}/Push"
+
+    @property
+    def poll_node(self) -> str:
+        return f"{self.dmclient}/Poll"
+
+
+def renewal_may_fail(swv: str | None) -> bool:
+    """Builds that "may fail to automatically renew" their channel [PUSH][KB3170699]:
+    Windows Phone 8.1 and Windows 10 before 1607 (build 14393). Unknown builds are not."""
+    if not swv:
+        return False
+    parts = swv.split(".")
+    try:
+        major = int(parts[0])
+        build = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        return False
+    return major < 10 or (major == 10 and build < 14393)

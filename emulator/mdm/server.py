@@ -1,0 +1,103 @@
+"""The reference MDM server assembled: store, OMA-DM endpoint, pusher, WNS sender, socket.
+
+Owns: building the parts from an :class:`~emulator.mdm.config.MdmConfig`, the aiohttp client
+session its WNS sender uses (trusting a local CA file when the fake WNS serves TLS), and
+serving it on a real socket for ``dmemu mdm``, ``dmemu run`` and loopback tests.
+Must not: parse user input (``cli.py``) or judge protocol (the parts do).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from emulator.clock import Clock
+from emulator.logs import get_logger
+from emulator.mdm.app import OMADM_PATH, make_mdm_app
+from emulator.mdm.config import MdmConfig
+from emulator.mdm.omadm import OmaDmEndpoint
+from emulator.mdm.pusher import Pusher
+from emulator.mdm.store import MdmStore
+from emulator.mdm.wns_sender import WnsSender
+
+
+class ReferenceServer:
+    """Everything the reference server is, without a socket (tests mount its app)."""
+
+    def __init__(
+        self,
+        config: MdmConfig,
+        clock: Clock,
+        *,
+        db: str | Path = ":memory:",
+        wns_ca_file: str | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = get_logger("mdm", clock)
+        self.store = MdmStore(db)
+        self.endpoint = OmaDmEndpoint(config, self.store, self.log)
+        context: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=wns_ca_file) if wns_ca_file else True
+        )
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=64),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        sender = WnsSender(
+            self.http,
+            clock,
+            token_url=config.token_url,
+            client_id=config.app.client_id,
+            client_secret=config.app.secret,
+            trusted_hosts=config.trusted_hosts,
+            ttl_s=config.push_ttl_s,
+        )
+        self.pusher = Pusher(config, self.store, clock, sender, self.log)
+
+    def app(self) -> web.Application:
+        return make_mdm_app(self)
+
+    async def close(self) -> None:
+        self.pusher.cancel_all()
+        await self.http.close()
+        self.store.close()
+
+
+@dataclass
+class RunningMdm:
+    server: ReferenceServer
+    runner: web.AppRunner
+    url: str  # base URL actually served, e.g. http://127.0.0.1:41200
+    port: int
+
+    @property
+    def omadm_url(self) -> str:
+        """The management URL devices enroll with (ManagementServiceAddress [DMC-2017])."""
+        return f"{self.url}{OMADM_PATH}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await self.server.close()
+
+
+async def start_mdm(
+    server: ReferenceServer, *, host: str = "127.0.0.1", port: int = 0
+) -> RunningMdm:
+    """Serve ``server`` on ``host:port`` (0 = any free port). Raises OSError if it cannot."""
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None) or []
+    actual = sockets[0].getsockname()[1] if sockets else port
+    url_host = f"[{host}]" if ":" in host else host
+    return RunningMdm(server, runner, f"http://{url_host}:{actual}", actual)
