@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -14,14 +15,47 @@ from emulator.clock import VirtualClock
 from emulator.device.agent import Device, DeviceGroup
 from emulator.device.driver import HttpTransport
 from emulator.device.fleet import Fleet
+from emulator.device.session import Reply
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
+from emulator.syncml import Command, Message, SyncMLError, parse
 from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
 from tests.conftest import APP_A
 
 PROVIDER = "dmemu"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One device message and the server's reply, as the device saw them."""
+
+    device_id: str
+    session_id: str
+    t_ms: int
+    sent: Message
+    reply: Message | None  # None when the reply was not SyncML
+
+
+class RecordingTransport:
+    """The aiohttp driver, keeping every SyncML exchange for the tests to read."""
+
+    def __init__(self, clock: VirtualClock, inner: HttpTransport) -> None:
+        self.clock, self.inner = clock, inner
+        self.exchanges: list[Exchange] = []
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+        reply = await self.inner.post(url, headers, body)
+        sent = parse(body)
+        try:
+            answer: Message | None = parse(reply.body)
+        except SyncMLError:
+            answer = None
+        self.exchanges.append(
+            Exchange(sent.header.source, sent.header.session_id, self.clock.now(), sent, answer)
+        )
+        return reply
 
 
 class RefWorld:
@@ -32,8 +66,10 @@ class RefWorld:
         mdm: RunningMdm,
         fleet: Fleet,
         http: aiohttp.ClientSession,
+        transport: RecordingTransport,
     ) -> None:
         self.clock, self.wns, self.mdm, self.fleet, self.http = clock, wns, mdm, fleet, http
+        self.transport = transport
 
     @property
     def server(self) -> ReferenceServer:
@@ -78,6 +114,15 @@ class RefWorld:
         ids = {c.id for c in service.registry.channels_of(device_id)}
         return [r for r in out if r.channel_id in ids]
 
+    def server_commands(self, device_id: str) -> list[tuple[int, Command]]:
+        """Every command the server sent this device, with the time it was sent."""
+        return [
+            (ex.t_ms, cmd)
+            for ex in self.transport.exchanges
+            if ex.device_id == device_id and ex.reply is not None
+            for cmd in ex.reply.commands
+        ]
+
     def tokens(self) -> list[RequestRecord]:
         return [r for r in self.wns.service.records if r.kind == "token"]
 
@@ -103,13 +148,13 @@ async def ref_world(
         **mdm,
     )
     running_mdm = await start_mdm(ReferenceServer(config, clock, db=db))
-    transport = HttpTransport(timeout_s=10)
+    transport = RecordingTransport(clock, HttpTransport(timeout_s=10))
     fleet = Fleet(clock, running_wns.service, transport, seed=seed)
     async with aiohttp.ClientSession() as http:
-        world = RefWorld(clock, running_wns, running_mdm, fleet, http)
+        world = RefWorld(clock, running_wns, running_mdm, fleet, http, transport)
         try:
             yield world
         finally:
-            await transport.close()
+            await transport.inner.close()
             await world.mdm.stop()
             await running_wns.stop()

@@ -75,7 +75,7 @@ class ServerSession:
     #: device's Status MsgRef/CmdRef
     purposes: dict[tuple[str, str], tuple[str, int | None]] = field(default_factory=dict)
     follow_ups: list[tuple[str, Command]] = field(default_factory=list)  # for the next reply
-    pfn_written: bool = False  # a PFN write went out in this session
+    pfn_written: bool = False  # the device accepted a PFN write in this session
 
 
 class _Writer:
@@ -201,7 +201,7 @@ class OmaDmEndpoint:
         code = status.data
         if purpose == "pfn-add":
             if code == "200":
-                self._pfn_set(row)
+                self._pfn_set(session, row)
             elif code == "418":  # already exists: Replace, never Add again [OMADM] (C2)
                 row.pfn_state = "replace_sent"
                 session.follow_ups.append(("pfn-replace", self._pfn_command(Replace)))
@@ -210,7 +210,7 @@ class OmaDmEndpoint:
                 self.log.warning("mdm.pfn_refused", device_id=row.device_id, status=code)
         elif purpose == "pfn-replace":
             if code == "200":
-                self._pfn_set(row)
+                self._pfn_set(session, row)
             else:
                 self.log.warning("mdm.pfn_refused", device_id=row.device_id, status=code)
         elif purpose == "poll":
@@ -221,10 +221,12 @@ class OmaDmEndpoint:
                 command_id, code, now, done=not (purpose == "Get" and code == "200")
             )
 
-    def _pfn_set(self, row: DeviceRow) -> None:
+    def _pfn_set(self, session: ServerSession, row: DeviceRow) -> None:
         """The device accepted the PFN: it revokes its old channel and registers again
         (section 0), so nothing is pushed until it reports the new ChannelURI."""
+        session.pfn_written = True
         row.pfn_state = "set"
+        row.push_status = None
         row.reset_reason = None
         row.channel_state = "none"
         row.retry_at, row.push_attempts = None, 0
@@ -235,6 +237,8 @@ class OmaDmEndpoint:
             data = "\n".join(item.data or "" for item in res.items)
             self.store.mark_result(command_id, data, now)
             return
+        if session.pfn_written and purpose == "channel-get":
+            return  # read before the new PFN takes effect: the registration session will tell
         for item in res.items:
             source = item.source or ""
             if source.endswith("/Push/ChannelURI"):

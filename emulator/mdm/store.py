@@ -213,9 +213,9 @@ class MdmStore:
         return [PushRow(**dict(r)) for r in rows]
 
     def sent_since(self, device_id: str, since: int) -> int:
-        """Pushes actually sent to WNS for a device since ``since`` (the D4 rate)."""
+        """Pushes actually sent to WNS for a device after ``since`` (the D4 rate)."""
         row = self.db.execute(
-            "SELECT COUNT(*) FROM pushes WHERE device_id = ? AND at >= ? AND http_status > 0",
+            "SELECT COUNT(*) FROM pushes WHERE device_id = ? AND at > ? AND http_status > 0",
             (device_id, since),
         ).fetchone()
         return int(row[0])

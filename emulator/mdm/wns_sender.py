@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from emulator.clock import MINUTE, SECOND, Clock
@@ -33,7 +34,7 @@ class PushResult:
     msg_id: str | None  # X-WNS-Msg-ID
     action: str  # "delivered" | "dropped" | "stop" | "retry" | "fix" | "refused"
     description: str  # X-WNS-Error-Description or our reason
-    retry_at: int | None = None  # emulated ms before which nothing may be resent
+    retry_at: int | None = None  # from Retry-After: emulated ms before which nothing is resent
     token_requests: int = 0  # token requests this push caused
 
 
@@ -140,8 +141,8 @@ class WnsSender:
         action = verdict(status)
         if action == "delivered" and wns_status == "dropped":
             action = "dropped"
-        retry_at = None
-        if action == "retry":
+        retry_at = None  # without Retry-After the caller's back-off decides
+        if action == "retry" and "Retry-After" in headers:
             retry_at = self.clock.now() + retry_after_ms(headers.get("Retry-After"))
         return PushResult(
             status=status,
@@ -153,7 +154,7 @@ class WnsSender:
             token_requests=requests,
         )
 
-    async def _post(self, uri: str, payload: bytes, token: str) -> tuple[int, dict[str, str]]:
+    async def _post(self, uri: str, payload: bytes, token: str) -> tuple[int, CIMultiDict[str]]:
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/octet-stream",
@@ -166,7 +167,7 @@ class WnsSender:
         # encoded=True: POST to the ChannelURI exactly as the device reported it [WNSOV].
         async with self.session.post(URL(uri, encoded=True), data=payload, headers=headers) as resp:
             await resp.read()
-            return resp.status, dict(resp.headers)
+            return resp.status, resp.headers.copy()  # case-insensitive
 
 
 class TokenError(Exception):
