@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.clock import iso
 from emulator.control.common import api_error, guard, json_response, parse_body
@@ -112,6 +112,12 @@ class CommandBody(BaseModel):
     data: str | None = Field(default=None, max_length=64 * 1024)
     format: Literal["chr", "int", "bool", "b64", "xml", "node", "null"] | None = None
     push: bool = True  # push the device so the command goes out now [PUSH]
+
+    @field_validator("data", "format", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """Hook templates fill absent values with "" (emulator/mdm/hooks.yaml)."""
+        return None if value == "" else value
 
 
 def _device_id(request: web.Request) -> str:
