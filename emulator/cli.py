@@ -3,7 +3,8 @@
 Owns: argument parsing, turning user mistakes into one clear line and exit code 2, and running
 the chosen command. Must not: hold protocol logic.
 
-Commands: ``dmemu wns`` (a standalone fake WNS) and ``dmemu demo`` (a guided walk-through).
+Commands: ``dmemu wns`` (a standalone fake WNS), ``dmemu mdm`` (the reference MDM server)
+and ``dmemu demo`` (a guided walk-through).
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_clock_args(parser: argparse.ArgumentParser, *, virtual: bool = True) -> None:
+    """--rate and --start (and --clock where a virtual clock can be advanced from outside)."""
+    if virtual:
+        parser.add_argument(
+            "--clock",
+            choices=["real", "virtual"],
+            default="real",
+            help="real time (paced by --rate) or virtual (moves only when advanced)",
+        )
+    else:
+        parser.set_defaults(clock="real")
+    parser.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=1.0,
+        help="real clock speed: emulated seconds per real second",
+    )
+    parser.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmemu", description="Device-side emulator of Windows MDM push."
@@ -84,19 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pushes per channel before 406, e.g. 600/60s, or off",
     )
     wns.add_argument("--seed", type=int, help="seed for tokens, ChannelURIs and Msg-IDs")
-    wns.add_argument(
-        "--clock",
-        choices=["real", "virtual"],
-        default="real",
-        help="real time (paced by --rate) or virtual (moves only when advanced)",
-    )
-    wns.add_argument(
-        "--rate",
-        type=_positive_float,
-        default=1.0,
-        help="real clock speed: emulated seconds per real second",
-    )
-    wns.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
+    _add_clock_args(wns)
     wns.add_argument("--tls", action="store_true", help="serve HTTPS with a local CA")
     wns.add_argument(
         "--tls-dir",
@@ -114,6 +123,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--ready-file", type=Path, help="write {url, port, ca_file} as JSON here once listening"
     )
     wns.add_argument("--log-level", default="info", help="debug, info, warning or error")
+
+    mdm = sub.add_parser(
+        "mdm",
+        help="run the built-in reference MDM server",
+        description="Serve the reference MDM server: the OMA-DM endpoint devices enroll with, "
+        "a WNS sender, and a JSON admin API (push a device, queue a command).",
+    )
+    mdm.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    mdm.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
+    mdm.add_argument(
+        "--app",
+        type=_app,
+        metavar="SID=SECRET=PFN",
+        help="WNS app to push as, and the PFN given to devices (default: dmemu wns's demo app)",
+    )
+    mdm.add_argument(
+        "--wns-url", help="base URL of a fake WNS (its token endpoint and its host, trusted)"
+    )
+    mdm.add_argument("--token-url", help="WNS token endpoint (default: the real one)")
+    mdm.add_argument(
+        "--trusted-host",
+        action="append",
+        default=[],
+        help="host (or .suffix) ChannelURIs may be on (repeatable; default .notify.windows.com)",
+    )
+    mdm.add_argument("--wns-ca", help="CA file to trust for a fake WNS serving TLS")
+    mdm.add_argument("--provider-id", default="dmemu", help="DMClient ProviderID (default dmemu)")
+    mdm.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    mdm.add_argument(
+        "--devices", type=Path, help="file of allowed device ids, one per line (default: any)"
+    )
+    mdm.add_argument("--device-token", help="require devices to send 'Bearer TOKEN'")
+    mdm.add_argument("--push-ttl", type=_duration, help="X-WNS-TTL on pushes, e.g. 1h")
+    mdm.add_argument(
+        "--push-rate", type=int, default=12, help="pushes per device per hour (default 12)"
+    )
+    _add_clock_args(mdm, virtual=False)  # its retries run on timers: it needs time to pass
+    mdm.add_argument(
+        "--ready-file", type=Path, help="write {url, omadm_url, port} as JSON once listening"
+    )
+    mdm.add_argument("--log-level", default="info", help="debug, info, warning or error")
 
     demo = sub.add_parser(
         "demo",
@@ -232,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "wns":
             return asyncio.run(_serve_wns(args, _wns_config(args)))
+        if args.command == "mdm":
+            from emulator.mdm.serve import mdm_config, serve_mdm
+
+            return asyncio.run(serve_mdm(args, _clock(args), mdm_config(args)))
         if args.command == "demo":
             from emulator.demo import run_demo
 

@@ -61,6 +61,11 @@ def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
         ["wns", "--config", str(tmp_path / "missing.yaml")],
         ["wns", "--start", "yesterday"],
         ["wns", "--log-level", "loud"],
+        ["mdm", "--devices", str(tmp_path / "missing.txt")],
+        ["mdm", "--wns-url", "ftp://wns"],
+        ["mdm", "--push-rate", "0"],
+        ["mdm", "--app", "S-1-15-2-1=secret"],
+        ["mdm", "--clock", "virtual"],
     ):
         code, err = run_main(capsys, *argv)
         assert code == 2, argv
@@ -77,12 +82,14 @@ def test_app_argument_keeps_equals_signs_in_secrets() -> None:
     )
 
 
-def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    ready = tmp_path / "ready.json"
+def _start(
+    tmp_path: Path, *extra: str, command: str = "wns"
+) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    ready = tmp_path / f"{command}-ready.json"
     proc = subprocess.Popen(
         [
             *DMEMU,
-            "wns",
+            command,
             "--port",
             "0",
             "--ready-file",
@@ -99,7 +106,7 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str
     )
     assert proc.stdout is not None
     banner = proc.stdout.readline()
-    assert banner.startswith("dmemu wns listening on "), banner + (
+    assert banner.startswith(f"dmemu {command} listening on "), banner + (
         proc.stderr.read() if proc.stderr else ""
     )
     return proc, json.loads(ready.read_text())
@@ -243,3 +250,35 @@ def test_flags_override_the_config_file_including_off(tmp_path: Path) -> None:
     assert kept.rate_limit == (5, 1000)
     default = _wns_config(build_parser().parse_args(["wns", "--token-ttl", "2h"]))
     assert (default.rate_limit, default.token_ttl_ms) == ((600, 60_000), 7_200_000)
+
+
+def test_standalone_mdm_serves_omadm_and_admin(tmp_path: Path) -> None:
+    """`dmemu mdm` runs the reference server as its own process on real time: it answers a
+    device's package 1 with the SyncHdr Status first and an Add of its PFN [MSMDM][PUSH],
+    lists the device in its admin API, keeps it in its SQLite file, and stops on SIGTERM."""
+    from emulator.syncml import CONTENT_TYPE, Add, Status, parse
+    from tests.test_mdm_endpoints import package1
+
+    db = tmp_path / "mdm.sqlite"
+    proc, ready = _start(
+        tmp_path, "--db", str(db), "--wns-url", "http://127.0.0.1:9", command="mdm"
+    )
+    try:
+        request = urllib.request.Request(
+            str(ready["omadm_url"]) + "?mode=Machine&Platform=WoA",
+            data=package1("dev-cli"),
+            headers={"Content-Type": CONTENT_TYPE},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            reply = parse(resp.read())
+        first = reply.commands[0]
+        assert isinstance(first, Status)
+        assert first.cmd == "SyncHdr"
+        assert any(isinstance(c, Add) for c in reply.commands)
+        with urllib.request.urlopen(f"{ready['url']}/admin/devices", timeout=10) as resp:
+            listing = json.loads(resp.read())
+        assert [d["device_id"] for d in listing["devices"]] == ["dev-cli"]
+    finally:
+        out = _stop(proc)
+    assert "dmemu mdm stopped" in out
+    assert db.stat().st_size > 0

@@ -1,0 +1,110 @@
+"""``dmemu mdm``: the reference server as its own process, on real time.
+
+Owns: turning the parsed command line into an :class:`~emulator.mdm.config.MdmConfig` (user
+mistakes become :class:`~emulator.yamlconf.ConfigError`, exit 2), serving until SIGINT or
+SIGTERM, and the start-up banner and ready file.
+Must not: hold protocol logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from emulator.clock import Clock, iso
+from emulator.mdm.config import MdmConfig
+from emulator.mdm.server import ReferenceServer, start_mdm
+from emulator.wns.config import DEMO_APP
+from emulator.yamlconf import ConfigError
+
+MAX_DEVICE_LIST_BYTES = 16 * 1024 * 1024
+
+
+def _allowed(args: argparse.Namespace) -> frozenset[str] | None:
+    if args.devices is None:
+        return None
+    name = str(args.devices)
+    try:
+        raw = args.devices.read_bytes()
+    except OSError as exc:
+        raise ConfigError(name, None, None, f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_DEVICE_LIST_BYTES:
+        raise ConfigError(name, None, None, f"larger than {MAX_DEVICE_LIST_BYTES} bytes")
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, None, None, f"not UTF-8 text ({exc.reason})") from None
+    ids = set()
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        if any(c.isspace() for c in text):
+            raise ConfigError(name, number, None, f"device id {text!r} contains spaces")
+        ids.add(text)
+    return frozenset(ids)
+
+
+def mdm_config(args: argparse.Namespace) -> MdmConfig:
+    """The server's configuration from ``dmemu mdm``'s arguments."""
+    trusted = tuple(args.trusted_host)
+    token_url = args.token_url
+    if args.wns_url:
+        parts = urlsplit(args.wns_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError("--wns-url", None, None, f"{args.wns_url!r} is not an http(s) URL")
+        token_url = token_url or f"{args.wns_url.rstrip('/')}/accesstoken.srf"
+        trusted = trusted or (parts.netloc,)
+    if args.push_rate < 1:
+        raise ConfigError("--push-rate", None, None, "must be at least 1 push per hour")
+    optional: dict[str, Any] = {}
+    if token_url:
+        optional["token_url"] = token_url
+    if trusted:
+        optional["trusted_hosts"] = trusted
+    return MdmConfig(
+        app=args.app or DEMO_APP,
+        provider_id=args.provider_id,
+        push_ttl_s=None if args.push_ttl is None else max(1, args.push_ttl // 1000),
+        pushes_per_hour=args.push_rate,
+        allowed_devices=_allowed(args),
+        device_token=args.device_token,
+        **optional,
+    )
+
+
+async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -> int:
+    stop = asyncio.Event()  # handlers first: a stop signal during start-up is honoured too
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = ReferenceServer(config, clock, db=args.db, wns_ca_file=args.wns_ca)
+    try:
+        running = await start_mdm(server, host=args.host, port=args.port)
+    except OSError as exc:
+        await server.close()
+        print(f"dmemu: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    lines = [
+        f"dmemu mdm listening on {running.url}",
+        f"  clock:       real x{clock.rate:g}, now {iso(clock.now())}",
+        f"  OMA-DM:      {running.omadm_url}   (ProviderID {config.provider_id})",
+        f"  admin API:   {running.url}/admin/devices",
+        f"  WNS:         token {config.token_url}; trusted {', '.join(config.trusted_hosts)}",
+        f"  app:         {config.app.client_id}  PFN {config.app.pfn}",
+        f"  database:    {args.db}",
+    ]
+    if args.ready_file:
+        args.ready_file.write_text(
+            json.dumps({"url": running.url, "omadm_url": running.omadm_url, "port": running.port})
+        )
+    print("\n".join(lines), flush=True)
+    await stop.wait()
+    await running.stop()
+    print("dmemu mdm stopped", flush=True)
+    return 0
