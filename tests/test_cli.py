@@ -30,20 +30,20 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("yaml_text", "where"),
     [
-        ("apps:\n  - sid: S-1-15-2-1-2-3\n    secret: s\n    pfn: bad pfn\n", ":4: apps.0.pfn:"),
-        ("apps:\n  - sid: nope\n    secret: s\n    pfn: A.B_0123456789abc\n", ":2: apps.0.sid:"),
-        ("token_ttl: 24 hours\n", ":1: token_ttl:"),
-        ("renewal: sometimes\n", ":1: renewal:"),
-        ("rate_limit: fast\n", ":1: rate_limit:"),
-        ("seed: 1\nspeed: 2\n", ":2: speed:"),
-        ("apps: [\n", ":2: invalid YAML"),
-        ("apps:\n  - sid: S-1-15-2-1-2-3\n    pfn: A.B_0123456789abc\n", ":2: apps.0.secret:"),
+        ("apps:\n  - sid: S-1-15-2-1-2-3\n    secret: s\n    pfn: bad pfn\n", ":4:5: apps.0.pfn:"),
+        ("apps:\n  - sid: nope\n    secret: s\n    pfn: A.B_0123456789abc\n", ":2:5: apps.0.sid:"),
+        ("token_ttl: 24 hours\n", ":1:1: token_ttl:"),
+        ("renewal: sometimes\n", ":1:1: renewal:"),
+        ("rate_limit: fast\n", ":1:1: rate_limit:"),
+        ("seed: 1\nspeed: 2\n", ":2:1: speed:"),
+        ("apps: [\n", ":2:1: invalid YAML"),
+        ("apps:\n  - sid: S-1-15-2-1-2-3\n    pfn: A.B_0123456789abc\n", ":2:5: apps.0.secret:"),
     ],
 )
 def test_bad_config_names_file_line_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], yaml_text: str, where: str
 ) -> None:
-    """Bad input gets file, line and field, exit code 2, no traceback."""
+    """Bad input gets file, line, column and field, exit code 2, no traceback."""
     config = tmp_path / "wns.yaml"
     config.write_text(yaml_text)
     code, err = run_main(capsys, "wns", "--config", str(config))
