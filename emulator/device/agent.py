@@ -124,12 +124,12 @@ class Device:
         "enrolled",
         "group",
         "hung",
-        "pending",
         "pfn",
         "poll_anchor",
         "polls_done",
         "power",
         "push_blocked",
+        "reported_uri",
         "rng",
         "session_seq",
         "state",
@@ -154,7 +154,7 @@ class Device:
         self.session_seq = 0
         self.power = PowerState(now)
         self.connected = False  # WNS connection as last decided
-        self.pending: str | None = None  # a session trigger waiting for the running one
+        self.reported_uri: str | None = None  # the ChannelURI last sent to the server
         self.timers: list[Any] = [None] * len(TIMERS)  # runtime's timer handles, by kind
 
     # -- reading ------------------------------------------------------------------------

@@ -179,6 +179,11 @@ class Fleet:
         device.power.offline_until = until
         self.apply(device, device.power_changed(self.clock.now()))
 
+    def set_battery_saver(self, device: Device, on: bool) -> None:
+        """Battery Saver switched on (or back to automatic) by hand [PUSH]."""
+        device.power.saver_forced = on
+        self.apply(device, device.power_changed(self.clock.now()))
+
     def set_server_reachable(self, device: Device, reachable: bool) -> None:
         device.power.server_reachable = reachable
         self.apply(device, device.power_changed(self.clock.now()))

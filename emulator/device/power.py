@@ -134,6 +134,7 @@ class PowerState:
         "data_base",
         "data_base_at",
         "offline_until",
+        "saver_forced",
         "server_reachable",
         "switched_off",
     )
@@ -145,6 +146,7 @@ class PowerState:
         self.offline_until: int | None = None  # a long offline spell
         self.switched_off = False  # network switched off until switched on
         self.server_reachable = True  # WNS reachable but the server not (captive network)
+        self.saver_forced = False  # Battery Saver switched on by hand, whatever the level
 
 
 def month_start(now: int) -> int:
@@ -196,7 +198,7 @@ def conditions(cfg: PowerConfig, state: PowerState, now: int) -> Conditions:
     return Conditions(
         network_up=network_up,
         battery=round(battery, 1),
-        saver=battery < cfg.saver_threshold,
+        saver=state.saver_forced or battery < cfg.saver_threshold,
         data_over=data_over,
         session_possible=network_up and state.server_reachable and battery >= cfg.critical,
     )

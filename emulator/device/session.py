@@ -23,6 +23,7 @@ from emulator.syncml import (
     Message,
     Meta,
     Replace,
+    Results,
     SyncMLError,
     parse,
     serialize,
@@ -160,4 +161,19 @@ async def run_session(
         message = session.receive(parsed, tree.execute)
         for f in session.faults[seen:]:
             fault(f.rule, f.detail, reply.body)
+        if message is not None:
+            _note_channel_report(device, message, emit, ids)
     return end(True, "ended")
+
+
+def _note_channel_report(device: Device, message: Message, emit: Emit, ids: dict[str, Any]) -> None:
+    """Log when the device tells the server a ChannelURI it has not told it before, so a
+    renewal can be followed to the session that reported it [PUSH][KI]."""
+    for cmd in message.commands:
+        if isinstance(cmd, Results):
+            for item in cmd.items:
+                uri = item.data
+                source = item.source or ""
+                if uri and source.endswith("/Push/ChannelURI") and uri != device.reported_uri:
+                    device.reported_uri = uri
+                    emit("session.channel_reported", channel_uri=uri, **ids)
