@@ -3,8 +3,8 @@
 Owns: argument parsing, turning user mistakes into one clear line and exit code 2, and running
 the chosen command. Must not: hold protocol logic.
 
-Commands: ``dmemu wns`` (a standalone fake WNS), ``dmemu mdm`` (the reference MDM server)
-and ``dmemu demo`` (a guided walk-through).
+Commands: ``dmemu run`` and ``dmemu validate`` (scenarios), ``dmemu wns`` (a standalone fake
+WNS), ``dmemu mdm`` (the reference MDM server) and ``dmemu demo`` (a guided walk-through).
 """
 
 from __future__ import annotations
@@ -165,6 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mdm.add_argument("--log-level", default="info", help="debug, info, warning or error")
 
+    run = sub.add_parser(
+        "run",
+        help="replay a scenario (YAML fleet, timeline, expectations) on virtual time",
+        description="Build the scenario's world (fake WNS, fleet, and the reference server or "
+        "--server), run it, print a summary; exit 0 when every expectation holds, 1 when one "
+        "fails, 2 for bad input.",
+    )
+    run.add_argument("scenario", type=Path, help="scenario file (YAML)")
+    run.add_argument("--server", help="an external MDM server's OMA-DM URL (default: built-in)")
+    run.add_argument("--hooks", type=Path, help="hooks file for --server (push, queue_command)")
+    run.add_argument("--out", type=Path, help="write events.jsonl, summary.json, junit.xml here")
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--rate", type=_positive_float, help="run in real time at this factor instead")
+    run.add_argument(
+        "--idle-ms",
+        type=int,
+        default=50,
+        help="external server: real ms without WNS traffic before time skips (default 50)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--log-level", default="warning", help="debug, info, warning or error")
+
+    validate = sub.add_parser("validate", help="check scenario files; exit 2 listing every problem")
+    validate.add_argument("scenarios", type=Path, nargs="+", help="scenario files (YAML)")
+    validate.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
+
     demo = sub.add_parser(
         "demo",
         help="a guided month of channel life against a loopback fake WNS",
@@ -282,6 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "wns":
             return asyncio.run(_serve_wns(args, _wns_config(args)))
+        if args.command == "validate":
+            from emulator.scenario.commands import validate
+
+            return validate(args.scenarios)
+        if args.command == "run":
+            from emulator.scenario import commands
+
+            return asyncio.run(commands.run(args))
         if args.command == "mdm":
             from emulator.mdm.serve import mdm_config, serve_mdm
 

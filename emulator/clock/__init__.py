@@ -25,6 +25,7 @@ from emulator.clock.base import (
 )
 from emulator.clock.realtime import RealTimeClock
 from emulator.clock.virtual import VirtualClock
+from emulator.clock.wall import IdleWindow, wall_seconds
 
 __all__ = [
     "DAY",
@@ -33,6 +34,7 @@ __all__ = [
     "MINUTE",
     "SECOND",
     "Clock",
+    "IdleWindow",
     "RealTimeClock",
     "Scheduler",
     "Timer",
@@ -40,4 +42,5 @@ __all__ = [
     "http_date",
     "iso",
     "parse_iso",
+    "wall_seconds",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from emulator.clock import Clock
 from emulator.logs import get_logger
@@ -35,6 +36,7 @@ class ReferenceServer:
         *,
         db: str | Path = ":memory:",
         wns_ca_file: str | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -45,7 +47,7 @@ class ReferenceServer:
             ssl.create_default_context(cafile=wns_ca_file) if wns_ca_file else True
         )
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context, limit=64),
+            connector=aiohttp.TCPConnector(ssl=context, limit=64, resolver=resolver),
             timeout=aiohttp.ClientTimeout(total=30),
         )
         sender = WnsSender(

@@ -304,6 +304,11 @@ class WnsService:
                 "wns.subscriber_failed", device_id=channel.device_id, msg_id=delivery.push.msg_id
             )
 
+    @property
+    def requests_served(self) -> int:
+        """Requests served since start (tokens and notifications), even past the record limit."""
+        return self._seq
+
     # -- records --------------------------------------------------------------------------
     def record(
         self,

@@ -1,0 +1,277 @@
+"""``dmemu run``: build the world a scenario describes, run it on one clock, collect the log.
+
+Owns: assembling the clock (virtual, or real time at ``--rate``), the fake WNS on loopback,
+the server (the in-process reference server by default; ``--server URL`` with a hooks file
+for an external one), the fleet with the aiohttp driver, enrollments spread over each group's
+``enroll_over``, the timeline, the progress bar, and the run's merged, ordered event log
+(device events plus every request WNS served).
+Must not: judge (``scenario/expect.py``) or format reports (``emulator/reports/``).
+
+Time skips only when the world is quiet: no exchange of ours in flight, no request being
+served (every route holds the clock busy), and with an external server also no inbound WNS
+request for an idle window of real milliseconds, since that server may push on its own
+schedule after answering a hook (architecture principle 2).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+from tqdm import tqdm
+
+from emulator.clock import (
+    DAY,
+    HOUR,
+    IdleWindow,
+    RealTimeClock,
+    VirtualClock,
+    wall_seconds,
+)
+from emulator.device.agent import Device
+from emulator.device.driver import HttpTransport
+from emulator.device.fleet import Fleet
+from emulator.events import EventLog
+from emulator.hooks import REFERENCE_HOOKS, HookClient, HooksFile, load_hooks
+from emulator.loopback import WNS_NAME, LoopbackNames
+from emulator.mdm.config import MdmConfig
+from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
+from emulator.scenario.actions import Timeline
+from emulator.scenario.model import Scenario
+from emulator.wns.config import parse_rate
+from emulator.wns.server import RunningWns, start_wns
+from emulator.wns.service import WnsConfig
+
+RECORD_LIMIT = 2_000_000  # WNS requests kept for the log (a 10,000-device month fits)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    server_url: str | None = None  # an external server's OMA-DM URL; None: reference server
+    hooks: HooksFile | None = None  # how to ask the external server to act
+    rate: float | None = None  # real time at this factor instead of the virtual clock
+    seed: int | None = None  # overrides the scenario's seed
+    idle_ms: int = 50  # external server: real ms without a WNS request before time skips
+    progress: bool | None = None  # None: only on a terminal
+    progress_stream: TextIO | None = None
+    provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    seed: int
+    server: str  # "reference" or the external URL
+    start_ms: int
+    end_ms: int
+    events: list[dict[str, Any]]  # merged, ordered (see :func:`ordered_events`)
+    devices: dict[str, Device]
+    group_of: dict[str, str]  # device id -> group name
+    wall_s: float = 0.0  # wall-clock seconds the run took (not part of the log)
+    notes: list[str] = field(default_factory=list)  # what the run could not do (no hook ...)
+
+
+class World:
+    """Everything one run holds; closed by the exit stack of :func:`run_scenario`."""
+
+    def __init__(
+        self, scenario: Scenario, options: RunOptions, clock: VirtualClock | RealTimeClock
+    ) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.clock = clock
+        self.seed = scenario.seed if options.seed is None else options.seed
+        self.events = EventLog(clock)
+        self.wns: RunningWns
+        self.mdm: RunningMdm | None = None
+        self.fleet: Fleet
+        self.hooks: HookClient | None = None
+        self.server_url = ""
+        self.group_of: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    async def build(self, stack: AsyncExitStack) -> None:
+        s, o = self.scenario, self.options
+        wns_config = WnsConfig(
+            apps=(s.app,),
+            seed=self.seed,
+            renewal=s.wns_renewal,
+            rate_limit=parse_rate(s.wns_rate_limit) if s.wns_rate_limit else (600, 60_000),
+            record_limit=RECORD_LIMIT,
+        )
+        external = o.server_url is not None
+        # A stable ChannelURI host for the reference server (same log every run); an external
+        # server has to reach WNS by its real address.
+        public = None if external else f"http://{WNS_NAME}"
+        self.wns = await start_wns(wns_config, self.clock, public_url=public)
+        stack.push_async_callback(self.wns.stop)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        if external:
+            assert o.server_url is not None
+            self.server_url = o.server_url
+            base = o.hooks.base_url if o.hooks and o.hooks.base_url else _origin(o.server_url)
+            self.hooks = HookClient(o.hooks, base, http) if o.hooks else None
+            if self.hooks is None:
+                self.notes.append("no hooks file: timeline actions that ask the server are skipped")
+            # anything the world did (a timer, a request WNS served) restarts the window
+            window = IdleWindow(
+                o.idle_ms, lambda: self.wns.service.requests_served + self.clock_fired()
+            )
+            self.clock.add_quiet_check(window.settled)
+        else:
+            names = LoopbackNames({(WNS_NAME, 80): ("127.0.0.1", self.wns.port)})
+            config = MdmConfig(
+                app=s.app,
+                provider_id=o.provider_id,
+                token_url=self.wns.token_url,
+                trusted_hosts=(WNS_NAME,),
+                push_ttl_s=s.push_ttl_s,
+                pushes_per_hour=s.push_rate,
+            )
+            self.mdm = await start_mdm(ReferenceServer(config, self.clock, resolver=names))
+            stack.push_async_callback(self.mdm.stop)
+            self.server_url = self.mdm.omadm_url
+            self.hooks = HookClient(load_hooks(REFERENCE_HOOKS), self.mdm.url, http)
+        transport = HttpTransport(timeout_s=30)
+        stack.push_async_callback(transport.close)
+        self.fleet = Fleet(
+            self.clock, self.wns.service, transport, seed=self.seed, events=self.events
+        )
+
+    def clock_fired(self) -> int:
+        return self.clock.fired
+
+    def populate(self) -> None:
+        """Add every device and schedule its enrollment (spread over ``enroll_over``)."""
+        start = self.clock.now()
+        for spec in self.scenario.groups:
+            group = replace(
+                spec.group, server_url=self.server_url, provider_id=self.options.provider_id
+            )
+            for index, device_id in enumerate(spec.device_ids()):
+                device = self.fleet.add(device_id, group)
+                self.group_of[device_id] = spec.name
+                self.clock.call_at(start + spec.enroll_offset(index), self.fleet.enroll, device)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def ordered_events(world: World) -> list[dict[str, Any]]:
+    """Device events and WNS requests in one list, ordered by (time, device, own order).
+
+    Devices that act at the same virtual millisecond may finish their HTTP exchanges in any
+    real order; sorting by device id within a millisecond makes the log the same every run.
+    """
+    channel_owner = {c.id: c.device_id for c in world.wns.service.registry.channels.values()}
+    merged: list[dict[str, Any]] = list(world.events.records)
+    for record in world.wns.service.records:
+        if record.kind == "notify":
+            merged.append(
+                {
+                    "t_ms": record.t_ms,
+                    "event": "wns.notify",
+                    "device_id": channel_owner.get(record.channel_id or ""),
+                    "status": record.status,
+                    "outcome": record.outcome,
+                    "msg_id": record.msg_id,
+                    "channel_id": record.channel_id,
+                    "target": record.target,
+                }
+            )
+        else:
+            merged.append(
+                {
+                    "t_ms": record.t_ms,
+                    "event": "wns.token",
+                    "device_id": None,
+                    "status": record.status,
+                    "outcome": record.outcome,
+                }
+            )
+    merged.sort(key=lambda e: (e["t_ms"], e.get("device_id") or "", _source_rank(e)))
+    return merged
+
+
+def _source_rank(event: dict[str, Any]) -> int:
+    """Within one device and millisecond, WNS's acceptance precedes what the device did."""
+    return 0 if event["event"].startswith("wns.") else 1
+
+
+class Progress:
+    """The bar on a terminal: virtual day, devices, sessions, pushes; nothing otherwise."""
+
+    def __init__(self, world: World, enabled: bool, stream: TextIO) -> None:
+        self.world = world
+        days = max(1, world.scenario.duration_ms // DAY)
+        self.bar = tqdm(
+            total=days, unit="day", file=stream, disable=not enabled, dynamic_ncols=True
+        )
+        self.start = world.clock.now()
+        self.shown = 0
+
+    def tick(self) -> None:
+        w = self.world
+        day = (w.clock.now() - self.start) // DAY
+        if day > self.shown:
+            self.bar.update(day - self.shown)
+            self.shown = day
+        self.bar.set_postfix(
+            devices=len(w.fleet.devices),
+            sessions=w.fleet.sessions_run,
+            pushes=w.wns.service.requests_served,
+            refresh=False,
+        )
+        if w.clock.now() < self.start + w.scenario.duration_ms:
+            w.clock.call_later(HOUR, self.tick)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -> RunResult:
+    """Run ``scenario`` to its end and return the merged log (raises OSError if a port
+    cannot be opened)."""
+    started = wall_seconds()
+    clock: VirtualClock | RealTimeClock = (
+        VirtualClock(scenario.start_ms)
+        if options.rate is None
+        else RealTimeClock(options.rate, start_ms=scenario.start_ms)
+    )
+    world = World(scenario, options, clock)
+    stream = options.progress_stream or sys.stderr
+    enabled = stream.isatty() if options.progress is None else options.progress
+    async with AsyncExitStack() as stack:
+        await world.build(stack)
+        world.populate()
+        timeline = Timeline(world)
+        timeline.schedule()
+        progress = Progress(world, enabled, stream)
+        progress.tick()
+        end = scenario.start_ms + scenario.duration_ms
+        try:
+            if isinstance(clock, VirtualClock):
+                await clock.run_async(end)
+            else:
+                await clock.sleep(end - clock.now())
+        finally:
+            progress.close()
+        events = ordered_events(world)
+        return RunResult(
+            scenario=scenario,
+            seed=world.seed,
+            server="reference" if world.mdm is not None else world.server_url,
+            start_ms=scenario.start_ms,
+            end_ms=clock.now(),
+            events=events,
+            devices=dict(world.fleet.devices),
+            group_of=world.group_of,
+            wall_s=wall_seconds() - started,
+            notes=world.notes + timeline.notes,
+        )

@@ -1,0 +1,95 @@
+"""``dmemu validate`` and ``dmemu run``: what the command line does with a scenario file.
+
+Owns: printing every problem of a bad file (exit 2, nothing run), running a scenario and
+printing its table, writing ``--out`` files, and the exit code (0 all expectations hold,
+1 one failed, 2 bad input).
+Must not: parse arguments (``cli.py``) or build the world (``runner.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from emulator.hooks import load_hooks
+from emulator.reports.summary import build_summary
+from emulator.reports.text import render
+from emulator.reports.write import write_run
+from emulator.runner import RunOptions, run_scenario
+from emulator.scenario.expect import judge
+from emulator.scenario.loader import ScenarioError, load_scenario
+from emulator.yamlconf import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _problems(exc: ScenarioError, err: TextIO) -> None:
+    for problem in exc.problems:
+        print(f"dmemu: error: {problem}", file=err)
+    count = len(exc.problems)
+    print(f"dmemu: {count} problem{'s' if count != 1 else ''}; nothing was run", file=err)
+
+
+def validate(paths: list[Path], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    code = EXIT_OK
+    for path in paths:
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            _problems(exc, err)
+            code = EXIT_USAGE
+            continue
+        print(
+            f"{path}: ok ({scenario.name}: {scenario.device_count} devices in "
+            f"{len(scenario.groups)} groups, {len(scenario.timeline)} timeline events, "
+            f"{len(scenario.expectations)} expectations)",
+            file=out,
+        )
+    return code
+
+
+async def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        scenario = load_scenario(args.scenario)
+        hooks = load_hooks(args.hooks) if args.hooks else None
+    except ScenarioError as exc:
+        _problems(exc, err)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"dmemu: error: {exc}", file=err)
+        return EXIT_USAGE
+    if args.hooks and not args.server:
+        print("dmemu: error: --hooks needs --server (the reference server has its own)", file=err)
+        return EXIT_USAGE
+    options = RunOptions(
+        server_url=args.server,
+        hooks=hooks,
+        rate=args.rate,
+        seed=args.seed,
+        idle_ms=args.idle_ms,
+        progress=False if args.quiet else None,
+        progress_stream=err,
+    )
+    server = args.server or "the built-in reference server"
+    print(
+        f"running {scenario.name}: {scenario.device_count} devices, "
+        f"{scenario.duration_ms / 86_400_000:g} virtual days, against {server}",
+        file=out,
+        flush=True,
+    )
+    try:
+        result = await run_scenario(scenario, options)
+    except OSError as exc:
+        print(f"dmemu: error: cannot open a loopback port: {exc.strerror}", file=err)
+        return EXIT_FAILED
+    verdicts = [
+        judge(e, result.events, result.group_of, result.end_ms) for e in scenario.expectations
+    ]
+    summary = build_summary(result, verdicts)
+    print(render(summary), file=out)
+    if args.out is not None:
+        paths = write_run(args.out, result.events, summary)
+        print("wrote " + ", ".join(str(p) for p in paths), file=out)
+    return EXIT_OK if summary["passed"] else EXIT_FAILED
