@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dmemu demo
+	$(BIN)/dmemu run scenarios/quickstart.yaml --out reports/quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check emulator tests bench
