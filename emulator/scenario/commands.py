@@ -32,7 +32,8 @@ def _problems(exc: ScenarioError, err: TextIO) -> None:
     print(f"dmemu: {count} problem{'s' if count != 1 else ''}; nothing was run", file=err)
 
 
-def validate(paths: list[Path], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def validate(paths: list[Path], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     code = EXIT_OK
     for path in paths:
         try:
@@ -50,7 +51,10 @@ def validate(paths: list[Path], out: TextIO = sys.stdout, err: TextIO = sys.stde
     return code
 
 
-async def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+async def run(
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         scenario = load_scenario(args.scenario)
         hooks = load_hooks(args.hooks) if args.hooks else None

@@ -1,0 +1,202 @@
+"""Scenarios and the runner (issue 5): every shipped scenario passes its expectations against
+the reference server; a run is reproducible byte for byte; bad files are refused with
+file:line:column errors, all at once, exit 2; a failed expectation is exit 1 with evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import defusedxml.ElementTree as ET
+import pytest
+
+from emulator.cli import main
+from emulator.reports.write import event_lines
+from emulator.runner import RunOptions, run_scenario
+from emulator.scenario.expect import judge
+from emulator.scenario.loader import ScenarioError, load_scenario, parse_at
+
+ROOT = Path(__file__).parents[1]
+SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+QUIET = RunOptions(progress=False)
+
+SMALL = """\
+name: small
+seed: 3
+duration: 3d
+fleet:
+  - group: a
+    count: 3
+timeline:
+  - {at: "day 1 10:00", do: push, target: {group: a}}
+expect:
+  - expect: push_starts_session
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+async def test_shipped_scenarios_pass_against_the_reference_server(path: Path) -> None:
+    """Every scenario we ship holds its expectations against the reference server (issue 5;
+    the big fleets run in bench/fleet_run.py, not here)."""
+    scenario = load_scenario(path)
+    result = await run_scenario(scenario, QUIET)
+    verdicts = [
+        judge(e, result.events, result.group_of, result.end_ms) for e in scenario.expectations
+    ]
+    failed = [(v.name, v.detail, v.evidence) for v in verdicts if not v.passed]
+    assert failed == []
+    assert verdicts, "a shipped scenario states what must hold"
+
+
+async def test_same_scenario_and_seed_give_the_same_event_log(tmp_path: Path) -> None:
+    """Principle 6: same scenario + same seed against the reference server = the same event
+    log, byte for byte (no wall-clock field is in it)."""
+    scenario = load_scenario(ROOT / "scenarios" / "quickstart.yaml")
+    first = event_lines((await run_scenario(scenario, QUIET)).events)
+    second = event_lines((await run_scenario(scenario, QUIET)).events)
+    assert first == second
+    other = event_lines((await run_scenario(scenario, RunOptions(seed=7, progress=False))).events)
+    assert other != first  # the seed does matter
+
+
+def test_run_writes_its_files_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dmemu run --out DIR` writes events.jsonl, summary.json (schema-versioned) and
+    junit.xml with one test case per expectation; exit 0 when all hold."""
+    out = tmp_path / "out"
+    code = main(["run", str(write(tmp_path, SMALL)), "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "PASS  every push to a connected device" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema"] == "dmemu.summary/1"
+    assert summary["passed"] is True
+    assert summary["pushes"]["by_wns_outcome"] == {"200 received": 3}
+    assert summary["sessions"]["by_trigger"]["push"] == 3
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["t_ms"] for e in events] == sorted(e["t_ms"] for e in events)
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == [summary["expectations"][0]["name"]]
+
+
+def test_failed_expectation_exits_1_with_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expectation that does not hold fails the run (exit 1), names the events that broke
+    it, and is a JUnit failure."""
+    text = SMALL.replace(
+        "expect:\n",
+        "expect:\n  - {expect: count, event: session.start, where: {trigger: push}, max: 1}\n",
+    )
+    out = tmp_path / "out"
+    code = main(["run", str(write(tmp_path, text)), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  count session.start trigger=push: max 1" in printed
+    assert "a-0000" in printed
+    failures = list(ET.parse(out / "junit.xml").getroot().iter("failure"))
+    assert len(failures) == 1
+    assert "session.start" in (failures[0].text or "")
+
+
+BAD = [
+    (
+        "count: -1",
+        "name: x\nduration: 1d\nfleet:\n  - {group: a, count: -1}\n",
+        [":4:16: fleet.0.count:"],
+    ),
+    (
+        "wrong type",
+        "name: x\nduration: 1d\nfleet:\n  - {group: a, count: many}\n",
+        [":4:16: fleet.0.count:"],
+    ),
+    (
+        "unknown OS",
+        "name: x\nduration: 1d\nfleet:\n  - {group: a, count: 1, os: win95}\n",
+        [":4:26: fleet.0.os: 'win95' is not one of"],
+    ),
+    (
+        "unknown key",
+        "name: x\nduration: 1d\nspeed: 3\nfleet:\n  - {group: a, count: 1}\n",
+        [":3:1: speed: unknown key 'speed'"],
+    ),
+    ("YAML syntax", "name: x\nfleet: [\n", [":3:1: invalid YAML"]),
+    (
+        "bad duration",
+        "name: x\nduration: a month\nfleet:\n  - {group: a, count: 1}\n",
+        [":2:1: duration: 'a month' is not valid: expected a duration"],
+    ),
+    (
+        "several at once",
+        "name: x\nduration: 1d\nfleet:\n  - {group: a, count: 0}\n"
+        "  - {group: b, count: 1, power: solar}\n",
+        [":4:16: fleet.0.count:", ":5:26: fleet.1.power:"],
+    ),
+    (
+        "unknown target",
+        "name: x\nduration: 2d\nfleet:\n  - {group: a, count: 1}\ntimeline:\n"
+        "  - {at: day 1, do: push, target: {group: b}}\n"
+        "  - {at: day 9, do: push, target: {device: a-0000}}\n",
+        [
+            ":6:36: timeline.0.target.group: no group named 'b'",
+            ":7:6: timeline.1.at: 'day 9' is after the run's end",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_scenarios_are_refused_with_positions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: list[str]
+) -> None:
+    """Bad scenario files name file:line:column and the field, every problem at once, exit 2,
+    nothing run, no traceback (issue 5)."""
+    path = write(tmp_path, text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    for needle in expected:
+        assert f"{path}{needle}" in err, err
+    assert "Traceback" not in err
+    assert main(["run", str(path), "--quiet"]) == 2
+    assert "nothing was run" in capsys.readouterr().err
+
+
+def test_huge_file_and_alias_bomb_are_refused(tmp_path: Path) -> None:
+    """A 50 MB file is refused before it is read; a YAML alias bomb before it is expanded."""
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as f:
+        f.truncate(50 * 1024 * 1024)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(big)
+    assert "larger than" in str(err.value)
+    lol = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9)
+    )
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(write(tmp_path, lol))
+    assert "aliases are expanded" in str(err.value)
+
+
+def test_time_expressions() -> None:
+    """Timeline times: 'day N [HH:MM]' and '+DURATION [HH:MM]' from the start."""
+    assert parse_at("day 16") == 16 * 86_400_000
+    assert parse_at("day 2 09:30") == 2 * 86_400_000 + 9.5 * 3_600_000
+    assert parse_at("+36h") == 36 * 3_600_000
+    assert parse_at("+2d 09:00") == parse_at("day 2 09:00")
+    with pytest.raises(ValueError, match="not a time of day"):
+        parse_at("day 1 25:00")
+
+
+def test_validate_lists_what_a_good_file_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", *map(str, SHIPPED)]) == 0
+    assert "quickstart: 22 devices in 6 groups" in capsys.readouterr().out
