@@ -184,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="external server: real ms without WNS traffic before time skips (default 50)",
     )
+    run.add_argument(
+        "--wns-port",
+        type=int,
+        default=0,
+        help="port of the fake WNS (give an external server http://127.0.0.1:PORT)",
+    )
+    run.add_argument(
+        "--provider-id", default="dmemu", help="DMClient ProviderID of the devices' enrollment"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 

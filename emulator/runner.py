@@ -59,6 +59,7 @@ class RunOptions:
     progress: bool | None = None  # None: only on a terminal
     progress_stream: TextIO | None = None
     provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
+    wns_port: int = 0  # the fake WNS's port (an external server must be told where it is)
 
 
 @dataclass
@@ -107,7 +108,7 @@ class World:
         # A stable ChannelURI host for the reference server (same log every run); an external
         # server has to reach WNS by its real address.
         public = None if external else f"http://{WNS_NAME}"
-        self.wns = await start_wns(wns_config, self.clock, public_url=public)
+        self.wns = await start_wns(wns_config, self.clock, port=o.wns_port, public_url=public)
         stack.push_async_callback(self.wns.stop)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         if external:

@@ -200,3 +200,33 @@ def test_time_expressions() -> None:
 def test_validate_lists_what_a_good_file_holds(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", *map(str, SHIPPED)]) == 0
     assert "quickstart: 22 devices in 6 groups" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(120)
+def test_run_against_an_external_server_through_hooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dmemu run --server URL --hooks FILE` drives a server in another process over real
+    HTTP: its hooks push the devices, time skips only after an idle window, and the
+    expectations are judged the same way (issue 5)."""
+    import socket
+
+    from emulator.hooks import REFERENCE_HOOKS
+    from tests.test_cli import _start, _stop
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        wns_port = probe.getsockname()[1]
+    proc, ready = _start(tmp_path, "--wns-url", f"http://127.0.0.1:{wns_port}", command="mdm")
+    try:
+        argv = ["run", str(write(tmp_path, SMALL)), "--server", str(ready["omadm_url"])]
+        argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port)]
+        code = main([*argv, "--idle-ms", "20", "--quiet", "--out", str(tmp_path / "out")])
+    finally:
+        _stop(proc)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["server"] == ready["omadm_url"]
+    assert summary["sessions"]["by_trigger"]["push"] == 3
+    assert summary["pushes"]["by_wns_outcome"] == {"200 received": 3}

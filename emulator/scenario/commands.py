@@ -73,6 +73,8 @@ async def run(
         rate=args.rate,
         seed=args.seed,
         idle_ms=args.idle_ms,
+        wns_port=args.wns_port,
+        provider_id=args.provider_id,
         progress=False if args.quiet else None,
         progress_stream=err,
     )
@@ -87,7 +89,7 @@ async def run(
         result = await run_scenario(scenario, options)
     except OSError as exc:
         print(f"dmemu: error: cannot open a loopback port: {exc.strerror}", file=err)
-        return EXIT_FAILED
+        return EXIT_USAGE
     verdicts = [
         judge(e, result.events, result.group_of, result.end_ms) for e in scenario.expectations
     ]
