@@ -1,0 +1,162 @@
+"""A whole fleet run against the reference server in its own process, over loopback HTTP.
+
+Starts ``dmemu mdm`` (the reference server, real time, pinned to CPU 0) and runs ``dmemu run``
+on a fleet scenario against it (``--server`` with the reference hooks file, pinned to CPU 1),
+then prints OMA-DM sessions per wall second, pushes per second, total wall time and each
+process's peak memory. Beside it, in the same run, a baseline: a bare aiohttp handler's
+requests per second on one core under the aiohttp load client (each session is two or more
+HTTP round trips, so the ratio says how close the emulator comes to bare HTTP).
+Target (issue 5): at least 1,500 sessions/s for ``fleets/fleet-1000.yaml`` over 90 days.
+
+    python bench/fleet_run.py [--scenario scenarios/fleets/fleet-1000.yaml] [--days 90]
+
+``--days`` shortens the run (timeline events past the end are dropped) for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wns_throughput import PY, ROOT, free_port, load_aiohttp, pinned, start_bare, wait_port
+
+HOOKS = ROOT / "emulator" / "mdm" / "hooks.yaml"
+
+
+def shortened(path: Path, days: int | None, into: Path) -> Path:
+    if days is None:
+        return path
+    data = yaml.safe_load(path.read_text())
+    data["duration"] = f"{days}d"
+    data["timeline"] = [e for e in data.get("timeline", []) if int(str(e["at"]).split()[1]) < days]
+    out = into / path.name
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def wait_rusage(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Reap ``proc``: (exit status, peak RSS in MB)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def baseline(seconds: float) -> float:
+    proc, url, headers = start_bare()
+    try:
+        load_aiohttp(url, headers, 1.0, 32)
+        return float(load_aiohttp(url, headers, seconds, 32)["rps"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
+    wns_port = free_port()
+    mdm_port = free_port()
+    mdm = subprocess.Popen(
+        [
+            *pinned(0),
+            PY,
+            "-m",
+            "emulator.cli",
+            "mdm",
+            "--port",
+            str(mdm_port),
+            "--wns-url",
+            f"http://127.0.0.1:{wns_port}",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    wait_port(mdm_port)
+    out = work / "out"
+    started = time.monotonic()
+    run = subprocess.Popen(
+        [
+            *pinned(1),
+            PY,
+            "-m",
+            "emulator.cli",
+            "run",
+            str(scenario),
+            "--server",
+            f"http://127.0.0.1:{mdm_port}/ManagementServer/MDM.svc",
+            "--hooks",
+            str(HOOKS),
+            "--wns-port",
+            str(wns_port),
+            "--idle-ms",
+            "0",  # the reference server pushes within the hook's request: nothing to wait for
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    code, run_mb = wait_rusage(run)
+    wall = time.monotonic() - started
+    mdm.terminate()
+    _, mdm_mb = wait_rusage(mdm)
+    summary = json.loads((out / "summary.json").read_text())
+    return {
+        "exit": code,
+        "wall_s": wall,
+        "sessions": summary["sessions"]["started"],
+        "pushes": summary["pushes"]["sent"],
+        "passed": summary["passed"],
+        "emulator_peak_mb": run_mb,
+        "server_peak_mb": mdm_mb,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--scenario", type=Path, default=ROOT / "scenarios" / "fleets" / "fleet-1000.yaml"
+    )
+    parser.add_argument("--days", type=int, help="shorten the run to this many days")
+    parser.add_argument("--baseline-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        scenario = shortened(args.scenario, args.days, work)
+        bare = baseline(args.baseline_seconds)
+        result = fleet_run(scenario, work)
+    per_s = result["sessions"] / result["wall_s"]
+    print(
+        f"scenario:          {args.scenario.name}"
+        + (f" (first {args.days} days)" if args.days else "")
+    )
+    print(f"baseline:          bare aiohttp handler {bare:,.0f} requests/s on one core")
+    print(
+        f"fleet run:         {result['sessions']:,} sessions, {result['pushes']:,} pushes "
+        f"in {result['wall_s']:.1f} s wall (exit {result['exit']}, "
+        f"expectations {'passed' if result['passed'] else 'FAILED'})"
+    )
+    print(
+        f"sessions/s:        {per_s:,.0f}  (target 1,500; {per_s / bare:.3f}x the bare "
+        f"handler's requests/s; a session is 2+ round trips)"
+    )
+    print(f"pushes/s:          {result['pushes'] / result['wall_s']:,.1f}")
+    print(
+        f"peak memory:       emulator {result['emulator_peak_mb']:.0f} MB, "
+        f"reference server {result['server_peak_mb']:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
