@@ -35,14 +35,18 @@ from emulator.clock import (
 from emulator.device.agent import Device
 from emulator.device.driver import HttpTransport
 from emulator.device.fleet import Fleet
+from emulator.device.recording import Exchange, RecordingTransport
+from emulator.device.session import Transport
 from emulator.events import EventLog
-from emulator.hooks import REFERENCE_HOOKS, HookClient, HooksFile, load_hooks
+from emulator.hooks import REFERENCE_HOOKS, HookClient, HookResult, HooksFile, load_hooks
 from emulator.loopback import WNS_NAME, LoopbackNames
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import Scenario
+from emulator.trap import Trap, TrapRequest
 from emulator.wns.config import parse_rate
+from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
 
@@ -60,6 +64,7 @@ class RunOptions:
     progress_stream: TextIO | None = None
     provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
     wns_port: int = 0  # the fake WNS's port (an external server must be told where it is)
+    record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
 
 
 @dataclass
@@ -74,6 +79,10 @@ class RunResult:
     group_of: dict[str, str]  # device id -> group name
     wall_s: float = 0.0  # wall-clock seconds the run took (not part of the log)
     notes: list[str] = field(default_factory=list)  # what the run could not do (no hook ...)
+    exchanges: list[Exchange] = field(default_factory=list)  # when record_exchanges
+    wns_records: list[RequestRecord] = field(default_factory=list)  # every request WNS served
+    trap_requests: list[TrapRequest] = field(default_factory=list)
+    hook_results: list[HookResult] = field(default_factory=list)
 
 
 class World:
@@ -94,6 +103,8 @@ class World:
         self.server_url = ""
         self.group_of: dict[str, str] = {}
         self.notes: list[str] = []
+        self.trap: Trap | None = None  # started when a group's channels are trapped
+        self.recorder: RecordingTransport | None = None
 
     async def build(self, stack: AsyncExitStack) -> None:
         s, o = self.scenario, self.options
@@ -137,8 +148,16 @@ class World:
             stack.push_async_callback(self.mdm.stop)
             self.server_url = self.mdm.omadm_url
             self.hooks = HookClient(load_hooks(REFERENCE_HOOKS), self.mdm.url, http)
-        transport = HttpTransport(timeout_s=30)
-        stack.push_async_callback(transport.close)
+        if any(g.trap_channel for g in s.groups):
+            self.trap = Trap(self.clock)
+            await self.trap.start()
+            stack.push_async_callback(self.trap.stop)
+        http_transport = HttpTransport(timeout_s=30)
+        stack.push_async_callback(http_transport.close)
+        transport: Transport = http_transport
+        if o.record_exchanges:
+            self.recorder = RecordingTransport(self.clock, http_transport)
+            transport = self.recorder
         self.fleet = Fleet(
             self.clock, self.wns.service, transport, seed=self.seed, events=self.events
         )
@@ -155,6 +174,10 @@ class World:
             )
             for index, device_id in enumerate(spec.device_ids()):
                 device = self.fleet.add(device_id, group)
+                if spec.pfn_preset:
+                    device.values[group.schema.pfn] = self.scenario.app.pfn
+                if spec.trap_channel and self.trap is not None:
+                    self.wns.service.registry.base_for[device_id] = self.trap.url
                 self.group_of[device_id] = spec.name
                 self.clock.call_at(start + spec.enroll_offset(index), self.fleet.enroll, device)
 
@@ -275,4 +298,8 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             group_of=world.group_of,
             wall_s=wall_seconds() - started,
             notes=world.notes + timeline.notes,
+            exchanges=world.recorder.exchanges if world.recorder else [],
+            wns_records=list(world.wns.service.records),
+            trap_requests=list(world.trap.requests) if world.trap else [],
+            hook_results=timeline.hook_results,
         )

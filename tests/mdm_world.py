@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -15,47 +14,16 @@ from emulator.clock import VirtualClock
 from emulator.device.agent import Device, DeviceGroup
 from emulator.device.driver import HttpTransport
 from emulator.device.fleet import Fleet
-from emulator.device.session import Reply
+from emulator.device.recording import RecordingTransport
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
-from emulator.syncml import Command, Message, SyncMLError, parse
+from emulator.syncml import Command
 from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
 from tests.conftest import APP_A
 
 PROVIDER = "dmemu"
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One device message and the server's reply, as the device saw them."""
-
-    device_id: str
-    session_id: str
-    t_ms: int
-    sent: Message
-    reply: Message | None  # None when the reply was not SyncML
-
-
-class RecordingTransport:
-    """The aiohttp driver, keeping every SyncML exchange for the tests to read."""
-
-    def __init__(self, clock: VirtualClock, inner: HttpTransport) -> None:
-        self.clock, self.inner = clock, inner
-        self.exchanges: list[Exchange] = []
-
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
-        reply = await self.inner.post(url, headers, body)
-        sent = parse(body)
-        try:
-            answer: Message | None = parse(reply.body)
-        except SyncMLError:
-            answer = None
-        self.exchanges.append(
-            Exchange(sent.header.source, sent.header.session_id, self.clock.now(), sent, answer)
-        )
-        return reply
 
 
 class RefWorld:
@@ -148,13 +116,14 @@ async def ref_world(
         **mdm,
     )
     running_mdm = await start_mdm(ReferenceServer(config, clock, db=db))
-    transport = RecordingTransport(clock, HttpTransport(timeout_s=10))
+    http_transport = HttpTransport(timeout_s=10)
+    transport = RecordingTransport(clock, http_transport)
     fleet = Fleet(clock, running_wns.service, transport, seed=seed)
     async with aiohttp.ClientSession() as http:
         world = RefWorld(clock, running_wns, running_mdm, fleet, http, transport)
         try:
             yield world
         finally:
-            await transport.inner.close()
+            await http_transport.close()
             await world.mdm.stop()
             await running_wns.stop()

@@ -213,6 +213,9 @@ class Device:
         out: list[Action] = [Emit("device.enrolled", {"profile": self.group.profile.name})]
         out += self._reconsider_power(now)
         out.append(self._poll_timer())
+        preset = self.configured_pfn()
+        if preset and self.pfn is None:  # enrolled again with a PFN already set [OMADM] 418
+            out += self._pfn_written(preset, now)
         out.append(StartSession("enrollment"))
         return out
 

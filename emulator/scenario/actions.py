@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from emulator.device.agent import Device
-from emulator.hooks import HookMissing
+from emulator.hooks import HookMissing, HookResult
 from emulator.scenario.model import Event, Target
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class Timeline:
     def __init__(self, world: World) -> None:
         self.world = world
         self.notes: list[str] = []
+        self.hook_results: list[HookResult] = []  # every hook call, in order
 
     def schedule(self) -> None:
         start = self.world.clock.now()
@@ -72,7 +73,7 @@ class Timeline:
             self._emit(event, "timeline.skipped", reason=f"no hook: {hook}")
             return
         p = event.params
-        for device in devices:
+        for device in [d for d in devices for _ in range(int(p.get("repeat", 1)))]:
             try:
                 result = await hooks.call(
                     hook,
@@ -84,6 +85,7 @@ class Timeline:
                 )
             except HookMissing:  # pragma: no cover - has() was checked
                 return
+            self.hook_results.append(result)
             self._emit(
                 event,
                 "server.hook",
@@ -117,6 +119,12 @@ class Timeline:
                 for channel in service.registry.channels_of(device.device_id):
                     if not channel.revoked:
                         service.revoke_channel(channel)
+        elif action == "forget_channel":
+            for device in devices:
+                for channel in service.registry.channels_of(device.device_id):
+                    service.forget_channel(channel)
+        elif action == "revoke_tokens":
+            service.tokens.revoke(w.scenario.app.sid)
         elif action in ("block_pfn", "unblock_pfn"):
             pfn = w.scenario.app.pfn
             if action == "block_pfn":

@@ -238,7 +238,16 @@ class _Checker:
                 renewal_failure_rate=float(failure["rate"]),
             )
             enroll_over = parse_duration(raw.get("enroll_over", DEFAULT_ENROLL_OVER_MS // 1000))
-            out.append(GroupSpec(name, int(raw["count"]), group, enroll_over))
+            out.append(
+                GroupSpec(
+                    name,
+                    int(raw["count"]),
+                    group,
+                    enroll_over,
+                    pfn_preset=bool(raw.get("pfn_preset", False)),
+                    trap_channel=bool(raw.get("trap_channel", False)),
+                )
+            )
         return out
 
     def _target(

@@ -20,6 +20,8 @@ class GroupSpec:
     count: int
     group: DeviceGroup  # what its devices share (OS profile, power, failure modes ...)
     enroll_over_ms: int  # enrollments spread evenly over this span from the start
+    pfn_preset: bool = False  # enrolls with the PFN already set (conformance C2)
+    trap_channel: bool = False  # ChannelURIs on the trap host (conformance B5)
 
     def device_ids(self) -> list[str]:
         width = max(4, len(str(self.count - 1)))

@@ -96,8 +96,11 @@ class ChannelRegistry:
         self.channels: dict[str, Channel] = {}  # by decoded token
         self.by_encoded: dict[str, Channel] = {}  # by the token exactly as issued (fast path)
         self.by_id: dict[str, Channel] = {}
+        self.by_device: dict[str, list[Channel]] = {}  # issue order
         self.current: dict[tuple[str, str], Channel] = {}  # (device, pfn) -> newest channel
         self.endpoints: dict[str, Endpoint] = {}
+        #: devices whose ChannelURIs name another host (a trap listener: conformance B5)
+        self.base_for: dict[str, str] = {}
         self._next_id = 1
 
     # -- issuing --------------------------------------------------------------------------
@@ -131,7 +134,7 @@ class ChannelRegistry:
         channel = Channel(
             id=f"ch-{self._next_id:06d}",
             token=raw,
-            uri=f"{self.base_url}/?token={encoded}",
+            uri=f"{self.base_for.get(device_id, self.base_url)}/?token={encoded}",
             sid=app.sid,
             pfn=app.pfn,
             device_id=device_id,
@@ -142,11 +145,19 @@ class ChannelRegistry:
         self.channels[channel.token] = channel
         self.by_encoded[encoded] = channel
         self.by_id[channel.id] = channel
+        self.by_device.setdefault(device_id, []).append(channel)
         return channel
 
     def revoke(self, channel: Channel) -> None:
         channel.revoked = True
         channel.cached.clear()
+
+    def forget(self, channel: Channel) -> None:
+        """Drop every trace of a channel: pushes to its URI get 404, as to one never issued."""
+        channel.revoked = True
+        channel.cached.clear()
+        self.channels.pop(channel.token, None)
+        self.by_encoded = {k: c for k, c in self.by_encoded.items() if c is not channel}
 
     def find(self, token: str | None) -> Channel | None:
         return None if token is None else self.channels.get(token)
@@ -246,4 +257,4 @@ class ChannelRegistry:
         return now < push.received_ms + self.cache_period_ms
 
     def channels_of(self, device_id: str) -> list[Channel]:
-        return [c for c in self.by_id.values() if c.device_id == device_id]
+        return list(self.by_device.get(device_id, ()))

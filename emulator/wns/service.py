@@ -276,6 +276,10 @@ class WnsService:
         self.registry.revoke(channel)
         self.log.info("wns.channel_revoked", device_id=channel.device_id, channel_id=channel.id)
 
+    def forget_channel(self, channel: Channel) -> None:
+        self.registry.forget(channel)
+        self.log.info("wns.channel_forgotten", device_id=channel.device_id, channel_id=channel.id)
+
     def subscribe(self, device_id: str, subscriber: Subscriber | None) -> None:
         """Register the callback that receives this device's pushes (None removes it)."""
         if subscriber is None:

@@ -1,0 +1,72 @@
+"""A trap listener: a loopback host that is *not* WNS, recording whatever is sent to it.
+
+Owns: serving any method on any path with 200 and keeping each request (time on the clock,
+method, target, headers with secrets redacted, body size), so a server that pushes to a
+ChannelURI outside the trusted WNS domain is caught with the request as evidence
+(conformance B5 [WNSOV]). Must not: answer like WNS (a careful server never gets here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from emulator.clock import Clock
+from emulator.logs import redact_authorization
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TrapRequest:
+    t_ms: int
+    method: str
+    target: str
+    headers: dict[str, str]  # Authorization redacted
+    body_bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "t_ms": self.t_ms,
+            "method": self.method,
+            "target": self.target,
+            "headers": self.headers,
+            "body_bytes": self.body_bytes,
+        }
+
+
+class Trap:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.requests: list[TrapRequest] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _record(self, request: web.Request) -> web.Response:
+        with self.clock.busy():
+            body = await request.content.read(MAX_BODY)
+            headers = {
+                k: redact_authorization(v) if k.lower() == "authorization" else v
+                for k, v in request.headers.items()
+            }
+            self.requests.append(
+                TrapRequest(self.clock.now(), request.method, request.path_qs, headers, len(body))
+            )
+            return web.Response(text="trap: this host is not WNS")
+
+    async def start(self, host: str = "127.0.0.1") -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._record)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, 0)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
