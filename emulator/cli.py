@@ -3,8 +3,9 @@
 Owns: argument parsing, turning user mistakes into one clear line and exit code 2, and running
 the chosen command. Must not: hold protocol logic.
 
-Commands: ``dmemu run`` and ``dmemu validate`` (scenarios), ``dmemu wns`` (a standalone fake
-WNS), ``dmemu mdm`` (the reference MDM server) and ``dmemu demo`` (a guided walk-through).
+Commands: ``dmemu run`` and ``dmemu validate`` (scenarios), ``dmemu conformance`` (grade a
+server), ``dmemu wns`` (a standalone fake WNS), ``dmemu mdm`` (the reference MDM server)
+and ``dmemu demo`` (a guided walk-through).
 """
 
 from __future__ import annotations
@@ -196,6 +197,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 
+    conf = sub.add_parser(
+        "conformance",
+        help="grade an MDM server's push handling (checks A1-E4 of conformance.md)",
+        description="Run the conformance scenario against the reference server or --server, "
+        "print a verdict per check; exit 0 when every MUST passes (and every SHOULD under "
+        "--strict), 1 otherwise, 2 for bad input.",
+    )
+    conf.add_argument("--server", help="the server's OMA-DM URL (default: the reference server)")
+    conf.add_argument("--hooks", type=Path, help="hooks file: how to ask --server to push ...")
+    conf.add_argument("--only", help="check ids or names, comma-separated (e.g. A3,C5)")
+    conf.add_argument("--strict", action="store_true", help="SHOULD checks fail the run too")
+    conf.add_argument("--out", type=Path, help="write conformance.json and junit.xml here")
+    conf.add_argument(
+        "--push-limit", type=int, default=12, help="D4: pushes per device per hour (default 12)"
+    )
+    conf.add_argument("--wns-port", type=int, default=0, help="port of the fake WNS")
+    conf.add_argument("--idle-ms", type=int, default=50, help="see dmemu run --idle-ms")
+    conf.add_argument("--provider-id", default="dmemu", help="DMClient ProviderID")
+    conf.add_argument("--quiet", action="store_true", help="no progress bar")
+    conf.add_argument("--log-level", default="warning", help="debug, info, warning or error")
+
     validate = sub.add_parser("validate", help="check scenario files; exit 2 listing every problem")
     validate.add_argument("scenarios", type=Path, nargs="+", help="scenario files (YAML)")
     validate.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
@@ -321,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             from emulator.scenario.commands import validate
 
             return validate(args.scenarios)
+        if args.command == "conformance":
+            from emulator.conformance.command import conformance
+
+            return asyncio.run(conformance(args))
         if args.command == "run":
             from emulator.scenario import commands
 

@@ -16,17 +16,20 @@ schedule after answering a hook (architecture principle 2).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from tqdm import tqdm
 
 from emulator.clock import (
     DAY,
     HOUR,
+    Clock,
     IdleWindow,
     RealTimeClock,
     VirtualClock,
@@ -65,6 +68,8 @@ class RunOptions:
     provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
     wns_port: int = 0  # the fake WNS's port (an external server must be told where it is)
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
+    #: builds the in-process server (tests pass a variant with a known defect)
+    server_factory: Callable[[MdmConfig, Clock, AbstractResolver], ReferenceServer] | None = None
 
 
 @dataclass
@@ -144,7 +149,8 @@ class World:
                 push_ttl_s=s.push_ttl_s,
                 pushes_per_hour=s.push_rate,
             )
-            self.mdm = await start_mdm(ReferenceServer(config, self.clock, resolver=names))
+            factory = o.server_factory or _reference_server
+            self.mdm = await start_mdm(factory(config, self.clock, names))
             stack.push_async_callback(self.mdm.stop)
             self.server_url = self.mdm.omadm_url
             self.hooks = HookClient(load_hooks(REFERENCE_HOOKS), self.mdm.url, http)
@@ -180,6 +186,12 @@ class World:
                     self.wns.service.registry.base_for[device_id] = self.trap.url
                 self.group_of[device_id] = spec.name
                 self.clock.call_at(start + spec.enroll_offset(index), self.fleet.enroll, device)
+
+
+def _reference_server(
+    config: MdmConfig, clock: Clock, resolver: AbstractResolver
+) -> ReferenceServer:
+    return ReferenceServer(config, clock, resolver=resolver)
 
 
 def _origin(url: str) -> str:

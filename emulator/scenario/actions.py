@@ -91,6 +91,7 @@ class Timeline:
                 "server.hook",
                 device.device_id,
                 hook=hook,
+                loc_uri=p.get("loc_uri"),
                 status=result.status,
                 ok=result.ok,
                 error=result.error,

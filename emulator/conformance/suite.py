@@ -1,0 +1,166 @@
+"""``dmemu conformance``: run the provoking scenario against a server, judge every check.
+
+Owns: running ``scenarios/conformance/suite.yaml`` (with every SyncML exchange recorded)
+against the reference server or ``--server`` with its hooks, turning each check into a
+verdict (``skipped (no hook: NAME)`` when the server cannot be asked to act, never passed),
+the exit code (0 when every MUST passes, and every SHOULD under ``--strict``; 1 otherwise),
+the table, ``conformance.json`` and ``junit.xml``.
+Must not: judge (the check modules do) or build the world (``runner.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
+
+from emulator.conformance.evidence import Evidence
+from emulator.conformance.registry import Check, Verdict, ordered
+from emulator.runner import RunOptions, RunResult, run_scenario
+from emulator.scenario.loader import load_scenario
+
+SUITE = Path(__file__).resolve().parents[2] / "scenarios" / "conformance" / "suite.yaml"
+SCHEMA = "dmemu.conformance/1"
+_log = structlog.get_logger("dmemu.conformance")
+
+
+@dataclass
+class Report:
+    server: str
+    rows: list[tuple[Check, Verdict]]
+    strict: bool
+    result: RunResult
+    notes: list[str] = field(default_factory=list)
+
+    def passed(self) -> bool:
+        bad = {"failed", "warning"} if self.strict else {"failed"}
+        return not any(v.status in bad for _, v in self.rows)
+
+    def as_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for _, v in self.rows:
+            counts[v.status] = counts.get(v.status, 0) + 1
+        return {
+            "schema": SCHEMA,
+            "server": self.server,
+            "strict": self.strict,
+            "passed": self.passed(),
+            "counts": dict(sorted(counts.items())),
+            "checks": [
+                {
+                    "id": c.id,
+                    "slug": c.slug,
+                    "level": c.level,
+                    "title": c.title,
+                    "sources": list(c.sources),
+                    "provoked_by": c.provoked_by,
+                    "verdict": v.status,
+                    "reason": v.reason,
+                    "evidence": v.evidence,
+                }
+                for c, v in self.rows
+            ],
+            "notes": self.notes,
+            "wall_seconds": round(self.result.wall_s, 3),
+        }
+
+
+def select(only: str | None) -> list[Check]:
+    """The checks to run: all, or those ``--only`` names (ids or slugs, comma-separated)."""
+    checks = ordered()
+    if not only:
+        return checks
+    wanted = {w.strip().upper() for w in only.split(",") if w.strip()}
+    chosen = [c for c in checks if c.id in wanted or c.slug.upper() in wanted]
+    known = {c.id for c in chosen} | {c.slug.upper() for c in chosen}
+    unknown = sorted(wanted - known)
+    if unknown:
+        ids = ", ".join(c.id for c in checks)
+        raise ValueError(f"unknown check {', '.join(unknown)} (known: {ids})")
+    return chosen
+
+
+async def run_conformance(
+    options: RunOptions, checks: list[Check], *, strict: bool = False, push_limit: int = 12
+) -> Report:
+    scenario = load_scenario(SUITE)
+    result = await run_scenario(scenario, replace(options, record_exchanges=True))
+    evidence = Evidence(result, push_limit=push_limit)
+    missing = set()
+    if options.server_url is not None:
+        hooks = options.hooks
+        missing = {
+            h for h in ("push", "queue_command") if hooks is None or getattr(hooks, h) is None
+        }
+    rows = [(c, _judge(c, evidence, missing)) for c in checks]
+    return Report(result.server, rows, strict, result, result.notes)
+
+
+def _judge(c: Check, evidence: Evidence, missing: set[str]) -> Verdict:
+    lacking = [h for h in c.needs if h in missing]
+    if lacking:
+        return Verdict("skipped", f"no hook: {', '.join(lacking)}")
+    try:
+        return c.judge(evidence)
+    except Exception as exc:  # a bug of ours must not hide the other verdicts
+        _log.exception("conformance.judge_failed", check=c.id)
+        return Verdict("failed", f"the check itself failed ({type(exc).__name__}: {exc})")
+
+
+def render(report: Report) -> str:
+    lines = [f"conformance of {report.server}", ""]
+    lines.append(f"{'check':24} {'level':6} {'verdict':8} reason")
+    for c, v in report.rows:
+        lines.append(f"{c.name:24} {c.level:6} {v.status:8} {v.reason}")
+        for item in v.evidence[:3]:
+            lines.append("    " + _one_line(item))
+        if len(v.evidence) > 3:
+            lines.append(f"    ... {len(v.evidence) - 3} more in conformance.json")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    counts = report.as_json()["counts"]
+    lines.append("")
+    lines.append(
+        ("PASSED" if report.passed() else "FAILED")
+        + ": "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + (" (strict: warnings fail)" if report.strict else "")
+        + f"; {report.result.wall_s:.1f} s wall"
+    )
+    return "\n".join(lines)
+
+
+def _one_line(item: dict[str, Any]) -> str:
+    keys = ("t", "device", "request", "status", "session_id", "msg_id", "rule")
+    return " ".join(f"{k}={item[k]}" for k in keys if item.get(k) not in (None, ""))
+
+
+def junit(report: Report) -> str:
+    suite = TestSuite("dmemu-conformance")
+    for c, v in report.rows:
+        case = TestCase(f"{c.name}: {c.title}", classname=f"conformance.{c.level}")
+        if v.status == "failed" or (v.status == "warning" and report.strict):
+            failure = Failure(v.reason)
+            failure.text = "\n".join(json.dumps(e, sort_keys=True) for e in v.evidence)
+            case.result = [failure]
+        elif v.status == "skipped":
+            case.result = [Skipped(v.reason)]
+        elif v.status == "warning":
+            case.system_out = f"warning (SHOULD): {v.reason}"
+        suite.add_testcase(case)
+    xml = JUnitXml()
+    xml.add_testsuite(suite)
+    raw: bytes = xml.tostring()  # type: ignore[no-untyped-call]
+    return raw.decode("utf-8")
+
+
+def write_report(out: Path, report: Report) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "conformance.json", out / "junit.xml"]
+    paths[0].write_text(json.dumps(report.as_json(), sort_keys=True, indent=1) + "\n")
+    paths[1].write_text(junit(report))
+    return paths
