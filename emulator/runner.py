@@ -88,6 +88,7 @@ class RunResult:
     wns_records: list[RequestRecord] = field(default_factory=list)  # every request WNS served
     trap_requests: list[TrapRequest] = field(default_factory=list)
     hook_results: list[HookResult] = field(default_factory=list)
+    channel_owner: dict[str, str] = field(default_factory=dict)  # WNS channel id -> device
 
 
 class World:
@@ -205,7 +206,7 @@ def ordered_events(world: World) -> list[dict[str, Any]]:
     Devices that act at the same virtual millisecond may finish their HTTP exchanges in any
     real order; sorting by device id within a millisecond makes the log the same every run.
     """
-    channel_owner = {c.id: c.device_id for c in world.wns.service.registry.channels.values()}
+    channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
     merged: list[dict[str, Any]] = list(world.events.records)
     for record in world.wns.service.records:
         if record.kind == "notify":
@@ -314,4 +315,5 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             wns_records=list(world.wns.service.records),
             trap_requests=list(world.trap.requests) if world.trap else [],
             hook_results=timeline.hook_results,
+            channel_owner={c.id: c.device_id for c in world.wns.service.registry.by_id.values()},
         )

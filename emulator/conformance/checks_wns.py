@@ -5,6 +5,7 @@ trap listener) recorded; see ``conformance.md`` for the rules.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from urllib.parse import parse_qs
 
@@ -76,11 +77,12 @@ def token_request(ev: Evidence) -> Verdict:
 def token_reuse(ev: Evidence) -> Verdict:
     if len(ev.notifies) < 2:
         return skipped("fewer than two pushes were made")
-    rejected = sorted(r.t_ms for r in ev.notifies if r.status == 401)
+    rejected = [r.seq for r in ev.notifies if r.status == 401]  # arrival order, not time
+    issued = [r for r in ev.tokens if r.status == 200]  # a refused request issued nothing
     bad = []
-    for before, after in zip(ev.tokens, ev.tokens[1:], strict=False):
+    for before, after in itertools.pairwise(issued):
         expired = after.t_ms - before.t_ms >= 24 * HOUR - TOKEN_LIFE_SLACK
-        was_rejected = any(before.t_ms <= t <= after.t_ms for t in rejected)
+        was_rejected = any(before.seq < seq < after.seq for seq in rejected)
         if not (expired or was_rejected):
             bad.append(request_item(ev, after, "A2: new token while the last one was valid"))
     if bad:

@@ -73,8 +73,10 @@ class Evidence:
         return out
 
     def owner(self, record: RequestRecord) -> str | None:
-        """The device a push was aimed at (by the ChannelURI it reported)."""
-        return self.reported.get(record.target)
+        """The device a push was aimed at: the channel WNS resolved, else the ChannelURI as
+        some device reported it."""
+        owner = self.result.channel_owner.get(record.channel_id or "")
+        return owner or self.reported.get(record.target)
 
     def of_event(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == name]

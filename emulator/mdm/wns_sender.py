@@ -105,19 +105,34 @@ class WnsSender:
                 return True
         return False
 
-    async def token(self, *, force: bool = False) -> tuple[str, int]:
-        """A cached token, or a fresh one: (token, token requests made)."""
-        now = self.clock.now()
-        if not force and self._token and now < self._token_expires - REFRESH_AHEAD_MS:
-            return self._token, 0
-        form = {
+    def token_form(self) -> dict[str, str]:
+        """The client-credentials form [WNSOV][WNSHDR] (conformance A1)."""
+        return {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "scope": "notify.windows.com",
         }
+
+    def push_headers(self, token: str) -> dict[str, str]:
+        """A raw push's headers [RAW][WNSHDR] (conformance B2, B4)."""
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/octet-stream",
+            "X-WNS-Type": "wns/raw",
+            "X-WNS-Cache-Policy": "cache",  # [PUSH] so an offline device gets it on reconnect
+        }
+        if self.ttl_s is not None:
+            headers["X-WNS-TTL"] = str(self.ttl_s)
+        return headers
+
+    async def token(self, *, force: bool = False) -> tuple[str, int]:
+        """A cached token, or a fresh one: (token, token requests made)."""
+        now = self.clock.now()
+        if not force and self._token and now < self._token_expires - REFRESH_AHEAD_MS:
+            return self._token, 0
         async with self.session.post(
-            self.token_url, data=form, headers=held_header(self.clock)
+            self.token_url, data=self.token_form(), headers=held_header(self.clock)
         ) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200 or not isinstance(body, dict) or "access_token" not in body:
@@ -155,14 +170,7 @@ class WnsSender:
         )
 
     async def _post(self, uri: str, payload: bytes, token: str) -> tuple[int, CIMultiDict[str]]:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/octet-stream",
-            "X-WNS-Type": "wns/raw",
-            "X-WNS-Cache-Policy": "cache",  # [PUSH] so an offline device gets it on reconnect
-        }
-        if self.ttl_s is not None:
-            headers["X-WNS-TTL"] = str(self.ttl_s)
+        headers = self.push_headers(token)
         headers.update(held_header(self.clock))
         # encoded=True: POST to the ChannelURI exactly as the device reported it [WNSOV].
         async with self.session.post(URL(uri, encoded=True), data=payload, headers=headers) as resp:

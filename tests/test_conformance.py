@@ -1,0 +1,91 @@
+"""The conformance suite (issue 6): every check passes against the reference server, and each
+fails against a server variant with exactly that defect, with evidence naming the offending
+request or session, while the other checks keep their verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import defusedxml.ElementTree as ET
+import pytest
+
+from emulator.cli import main
+from emulator.conformance.registry import ordered
+from emulator.conformance.suite import Report, run_conformance, select
+from emulator.runner import RunOptions
+from tests.defects import DEFECTS
+
+QUIET = RunOptions(progress=False)
+
+
+async def _verdicts(options: RunOptions = QUIET) -> tuple[Report, dict[str, str]]:
+    report = await run_conformance(options, ordered())
+    return report, {c.id: v.status for c, v in report.rows}
+
+
+async def test_every_check_passes_against_the_reference_server() -> None:
+    """The reference server is the known-good baseline: all 24 checks pass (conformance.md)."""
+    report, verdicts = await _verdicts()
+    assert verdicts == {c.id: "passed" for c in ordered()}
+    assert report.passed()
+    assert len(verdicts) == 24
+
+
+def test_every_check_has_a_defect_that_fails_it() -> None:
+    """A check that cannot fail is a bug of the suite: each has a defective server."""
+    assert sorted(DEFECTS) == sorted(c.id for c in ordered())
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("check_id", sorted(DEFECTS))
+async def test_check_fails_against_its_defect(check_id: str) -> None:
+    """Against a server with exactly this defect the check fails (MUST) or warns (SHOULD),
+    with evidence; every other check keeps its verdict (except ones the defect entails)."""
+    _, factory, entailed = DEFECTS[check_id]
+    report, verdicts = await _verdicts(RunOptions(progress=False, server_factory=factory))
+    row = next((c, v) for c, v in report.rows if c.id == check_id)
+    check, verdict = row
+    assert verdict.status == ("failed" if check.level == "MUST" else "warning"), verdict
+    assert verdict.evidence, "a failing check shows what it saw"
+    assert all(e.get("rule", "").startswith(check_id) for e in verdict.evidence)
+    others = {k: v for k, v in verdicts.items() if k != check_id}
+    expected = {c.id: entailed.get(c.id, "passed") for c in ordered() if c.id != check_id}
+    assert others == expected
+
+
+def test_cli_writes_json_and_junit_and_exits_by_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dmemu conformance --out DIR` prints the table, writes conformance.json and junit.xml
+    (one test case per check) and exits 0 when every MUST passes."""
+    code = main(["conformance", "--quiet", "--only", "A1,c5,E4", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "A1 token-request" in out
+    assert "PASSED: 3 passed" in out
+    data = json.loads((tmp_path / "conformance.json").read_text())
+    assert data["schema"] == "dmemu.conformance/1"
+    assert [c["id"] for c in data["checks"]] == ["A1", "C5", "E4"]
+    cases = list(ET.parse(tmp_path / "junit.xml").getroot().iter("testcase"))
+    assert len(cases) == 3
+
+
+def test_unknown_check_ids_are_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conformance", "--only", "Z9"]) == 2
+    assert "unknown check Z9" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown check"):
+        select("A1,nope")
+
+
+async def test_missing_hooks_skip_never_pass() -> None:
+    """Against an external server without hooks, checks that need the server to push are
+    reported as skipped (no hook: push), never as passed (conformance.md)."""
+    options = RunOptions(
+        progress=False, server_url="http://127.0.0.1:9/ManagementServer/MDM.svc", idle_ms=0
+    )
+    report = await run_conformance(options, ordered())
+    verdicts = {c.id: v for c, v in report.rows}
+    assert verdicts["A1"].status == "skipped"
+    assert verdicts["A1"].reason == "no hook: push"
+    assert verdicts["E3"].reason == "no hook: queue_command, push"
