@@ -89,3 +89,32 @@ async def test_missing_hooks_skip_never_pass() -> None:
     assert verdicts["A1"].status == "skipped"
     assert verdicts["A1"].reason == "no hook: push"
     assert verdicts["E3"].reason == "no hook: queue_command, push"
+
+
+@pytest.mark.timeout(180)
+def test_external_server_over_http_through_hooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The suite grades a server in another process over real HTTP, asking it to act through
+    its hooks file: the reference server run as `dmemu mdm` passes every MUST. (Its
+    time-driven SHOULDs, C7 and D2, run on its own real clock, which a virtual month does not
+    move: they may only warn.)"""
+    import socket
+
+    from emulator.hooks import REFERENCE_HOOKS
+    from tests.test_cli import _start, _stop
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        wns_port = probe.getsockname()[1]
+    proc, ready = _start(tmp_path, "--wns-url", f"http://127.0.0.1:{wns_port}", command="mdm")
+    try:
+        argv = ["conformance", "--server", str(ready["omadm_url"]), "--quiet"]
+        argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port), "--idle-ms", "5"]
+        code = main([*argv, "--out", str(tmp_path / "out")])
+    finally:
+        _stop(proc)
+    assert code == 0, capsys.readouterr().out
+    data = json.loads((tmp_path / "out" / "conformance.json").read_text())
+    verdicts = {c["id"]: c["verdict"] for c in data["checks"]}
+    assert {k for k, v in verdicts.items() if v != "passed"} <= {"C7", "D2"}
