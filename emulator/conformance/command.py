@@ -9,10 +9,8 @@ import argparse
 import sys
 
 from emulator.conformance.suite import render, run_conformance, select, write_report
-from emulator.hooks import load_hooks
-from emulator.runner import RunOptions
+from emulator.scenario.commands import UsageError, run_options
 from emulator.scenario.loader import ScenarioError
-from emulator.yamlconf import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -21,25 +19,12 @@ async def conformance(args: argparse.Namespace) -> int:
     err = sys.stderr
     try:
         checks = select(args.only)
-        hooks = load_hooks(args.hooks) if args.hooks else None
-    except (ValueError, ConfigError) as exc:
+        options = run_options(args, err)
+        if args.push_limit < 1:
+            raise UsageError("--push-limit must be at least 1")
+    except (ValueError, UsageError) as exc:
         print(f"dmemu: error: {exc}", file=err)
         return EXIT_USAGE
-    if args.hooks and not args.server:
-        print("dmemu: error: --hooks needs --server (the reference server has its own)", file=err)
-        return EXIT_USAGE
-    if args.push_limit < 1:
-        print("dmemu: error: --push-limit must be at least 1", file=err)
-        return EXIT_USAGE
-    options = RunOptions(
-        server_url=args.server,
-        hooks=hooks,
-        idle_ms=args.idle_ms,
-        wns_port=args.wns_port,
-        provider_id=args.provider_id,
-        progress=False if args.quiet else None,
-        progress_stream=err,
-    )
     target = args.server or "the built-in reference server"
     print(f"dmemu conformance: {len(checks)} checks against {target}", flush=True)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from emulator.hooks import load_hooks
 from emulator.reports.summary import build_summary
@@ -23,6 +23,31 @@ from emulator.scenario.loader import ScenarioError, load_scenario
 from emulator.yamlconf import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command-line mistake: one line on stderr, exit 2."""
+
+
+def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptions:
+    """The options ``run`` and ``conformance`` share (--server, --hooks, --wns-port,
+    --idle-ms, --provider-id, --quiet), checked; raises :class:`UsageError`."""
+    try:
+        hooks = load_hooks(args.hooks) if args.hooks else None
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if args.hooks and not args.server:
+        raise UsageError("--hooks needs --server (the reference server has its own)")
+    return RunOptions(
+        server_url=args.server,
+        hooks=hooks,
+        idle_ms=args.idle_ms,
+        wns_port=args.wns_port,
+        provider_id=args.provider_id,
+        progress=False if args.quiet else None,
+        progress_stream=err,
+        **extra,
+    )
 
 
 def _problems(exc: ScenarioError, err: TextIO) -> None:
@@ -57,27 +82,13 @@ async def run(
     out, err = out or sys.stdout, err or sys.stderr
     try:
         scenario = load_scenario(args.scenario)
-        hooks = load_hooks(args.hooks) if args.hooks else None
+        options = run_options(args, err, rate=args.rate, seed=args.seed)
     except ScenarioError as exc:
         _problems(exc, err)
         return EXIT_USAGE
-    except ConfigError as exc:
+    except UsageError as exc:
         print(f"dmemu: error: {exc}", file=err)
         return EXIT_USAGE
-    if args.hooks and not args.server:
-        print("dmemu: error: --hooks needs --server (the reference server has its own)", file=err)
-        return EXIT_USAGE
-    options = RunOptions(
-        server_url=args.server,
-        hooks=hooks,
-        rate=args.rate,
-        seed=args.seed,
-        idle_ms=args.idle_ms,
-        wns_port=args.wns_port,
-        provider_id=args.provider_id,
-        progress=False if args.quiet else None,
-        progress_stream=err,
-    )
     server = args.server or "the built-in reference server"
     print(
         f"running {scenario.name}: {scenario.device_count} devices, "
