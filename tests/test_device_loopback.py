@@ -15,7 +15,7 @@ from emulator.clock import DAY, MINUTE, VirtualClock
 from emulator.device.agent import DeviceGroup
 from emulator.device.driver import HttpTransport, ServerAuth
 from emulator.device.fleet import Fleet
-from emulator.device.session import Reply
+from emulator.device.session import Reply, TransportError
 from emulator.mdm.wns_sender import WnsSender
 from emulator.syncml import CONTENT_TYPE
 from emulator.wns.server import RunningWns, start_wns
@@ -126,3 +126,46 @@ async def test_basic_auth_and_oversize_reply(aiohttp_server: AiohttpServer) -> N
     await transport.close()
     assert reply.body.startswith(b"Basic ZGV2OnB3")
     assert len(reply.body) == MAX_MESSAGE_BYTES + 1
+
+
+async def test_tls_client_certificate_auth(aiohttp_server: AiohttpServer, tmp_path: Any) -> None:
+    """Server auth "cert": the device presents its enrollment certificate over TLS and trusts
+    the server's CA [MSMDM 1.3.1][SRV]; without the certificate the handshake is refused and
+    the session fails as "unreachable", not as a crash."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    device_cert = ca.issue_cert("device-1@dmemu.test")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        seen.append(str(peer["subjectAltName"]) if peer else "")
+        return web.Response(body=b"ok")
+
+    app = web.Application()
+    app.router.add_post("/omadm", handler)
+    server = await aiohttp_server(app, ssl=server_ctx)
+    url = str(server.make_url("/omadm"))
+    ca_file, cert_file = tmp_path / "ca.pem", tmp_path / "device.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    device_cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    with_cert = HttpTransport(
+        ServerAuth("cert", cert_file=str(cert_file), key_file=str(cert_file), ca_file=str(ca_file))
+    )
+    reply = await with_cert.post(url, {}, b"<SyncML/>")
+    await with_cert.close()
+    assert reply.body == b"ok"
+    assert "device-1@dmemu.test" in seen[0]
+    without = HttpTransport(ServerAuth("none", ca_file=str(ca_file)), timeout_s=5)
+    with pytest.raises(TransportError) as failure:
+        await without.post(url, {}, b"<SyncML/>")
+    await without.close()
+    assert failure.value.kind == "unreachable"
