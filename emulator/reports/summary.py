@@ -40,13 +40,17 @@ def push_latencies(events: list[dict[str, Any]]) -> list[int]:
     ]
 
 
+def _outcome(notify: dict[str, Any]) -> str:
+    """``200 received`` / ``200 cached`` for accepted pushes, the bare status otherwise."""
+    status = notify["status"]
+    return f"{status} {notify['outcome']}" if status == 200 else str(status)
+
+
 def build_summary(result: RunResult, verdicts: list[Verdict]) -> dict[str, Any]:
     events = result.events
     kinds = Counter(e["event"] for e in events)
     notifies = [e for e in events if e["event"] == "wns.notify"]
-    outcomes = Counter(
-        f"{e['status']} {e['outcome']}" if e["status"] == 200 else str(e["status"]) for e in notifies
-    )
+    outcomes = Counter(_outcome(e) for e in notifies)
     starts = [e for e in events if e["event"] == "session.start"]
     ends = [e for e in events if e["event"] == "session.end"]
     channels = [e for e in events if e["event"] == "device.channel"]

@@ -23,14 +23,23 @@ def render(summary: dict[str, Any]) -> str:
         else "no push started a session"
     )
     rows = [
-        ("scenario", f"{sc['name']} (seed {sc['seed']}, {sc['devices']} devices, "
-                     f"{sc['days']:g} days, server: {summary['server']})"),
-        ("pushes", f"{pu['sent']} sent: {_pairs(pu['by_wns_outcome'])}; "
-                   f"{pu['token_requests']} token requests"),
+        (
+            "scenario",
+            f"{sc['name']} (seed {sc['seed']}, {sc['devices']} devices, "
+            f"{sc['days']:g} days, server: {summary['server']})",
+        ),
+        (
+            "pushes",
+            f"{pu['sent']} sent: {_pairs(pu['by_wns_outcome'])}; "
+            f"{pu['token_requests']} token requests",
+        ),
         ("sessions", f"{se['started']} started: {_pairs(se['by_trigger'])}"),
         ("session ends", f"{_pairs(se['by_outcome'])}; {se['server_faults']} server faults"),
-        ("channels", f"{ch['registrations']} registrations, {ch['renewals']} renewals, "
-                     f"{ch['expiries']} expiries, {pu['gone_410']} pushes answered 410"),
+        (
+            "channels",
+            f"{ch['registrations']} registrations, {ch['renewals']} renewals, "
+            f"{ch['expiries']} expiries, {pu['gone_410']} pushes answered 410",
+        ),
         ("push -> session", latency),
     ]
     width = max(len(k) for k, _ in rows)
