@@ -230,3 +230,21 @@ def test_run_against_an_external_server_through_hooks(
     assert summary["server"] == ready["omadm_url"]
     assert summary["sessions"]["by_trigger"]["push"] == 3
     assert summary["pushes"]["by_wns_outcome"] == {"200 received": 3}
+
+
+def test_real_time_mode_at_a_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--rate X` runs the same world on the real-time clock at X emulated seconds per real
+    second instead of skipping (architecture principle 2): a day at 43,200x takes 2 s, and the
+    timeline and pushes happen on it."""
+    text = (
+        "name: fast\nseed: 1\nduration: 1d\nfleet:\n  - {group: a, count: 3}\n"
+        "timeline:\n  - {at: '+10h', do: push, target: {group: a}}\n"
+        "expect:\n  - {expect: count, event: session.start, where: {trigger: push}, min: 3}\n"
+    )
+    out = tmp_path / "out"
+    code = main(
+        ["run", str(write(tmp_path, text)), "--rate", "43200", "--quiet", "--out", str(out)]
+    )
+    assert code == 0, capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"]["end"].startswith("2026-01-02T00:00")

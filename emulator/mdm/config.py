@@ -40,7 +40,9 @@ class MdmConfig:
     poll: tuple[tuple[str, str], ...] = DEFAULT_POLL  # Poll node values set at enrollment
     allowed_devices: frozenset[str] | None = None  # None: any device may enroll
     device_token: str | None = None  # when set, devices must send ``Bearer <token>``
-    session_idle_ms: int = 10 * 60 * 1000  # an unfinished session is forgotten after this
+    # an unfinished session is forgotten after this (generous: under a fast real-time clock
+    # (--rate) an exchange of a few real milliseconds spans minutes of emulated time)
+    session_idle_ms: int = DAY
 
     @property
     def dmclient(self) -> str:
