@@ -200,6 +200,19 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _hook_failures(results: list[HookResult]) -> list[str]:
+    """One note for hook calls the server did not accept (the first one in full)."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return []
+    first = failed[0]
+    answer = first.error or f"HTTP {first.status}: {first.body[:200]!r}"
+    return [
+        f"{len(failed)} of {len(results)} hook calls failed; first: {first.name} "
+        f"{first.method} {first.url} -> {answer}"
+    ]
+
+
 def ordered_events(world: World) -> list[dict[str, Any]]:
     """Device events and WNS requests in one list, ordered by (time, device, own order).
 
@@ -310,7 +323,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             devices=dict(world.fleet.devices),
             group_of=world.group_of,
             wall_s=wall_seconds() - started,
-            notes=world.notes + timeline.notes,
+            notes=world.notes + timeline.notes + _hook_failures(timeline.hook_results),
             exchanges=world.recorder.exchanges if world.recorder else [],
             wns_records=list(world.wns.service.records),
             trap_requests=list(world.trap.requests) if world.trap else [],
