@@ -247,4 +247,5 @@ def test_real_time_mode_at_a_rate(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert code == 0, capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["scenario"]["end"].startswith("2026-01-02T00:00")
+    assert summary["scenario"]["end"] == "2026-01-02T00:00:00.000Z"
+    assert summary["sessions"]["by_trigger"]["push"] == 3
