@@ -169,6 +169,16 @@ class World:
             self.clock, self.wns.service, transport, seed=self.seed, events=self.events
         )
 
+    async def register_devices(self) -> list[HookResult]:
+        """Tell a server that needs it about every device before any enrolls (the optional
+        ``register_device`` hook), one after another."""
+        if self.hooks is None or not self.hooks.has("register_device"):
+            return []
+        results = []
+        for device_id in self.fleet.devices:
+            results.append(await self.hooks.call("register_device", device_id=device_id))
+        return results
+
     def clock_fired(self) -> int:
         return self.clock.fired
 
@@ -300,6 +310,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
     async with AsyncExitStack() as stack:
         await world.build(stack)
         world.populate()
+        registrations = await world.register_devices()
         timeline = Timeline(world)
         timeline.schedule()
         progress = Progress(world, enabled, stream)
@@ -324,10 +335,12 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             devices=dict(world.fleet.devices),
             group_of=world.group_of,
             wall_s=wall_seconds() - started,
-            notes=world.notes + timeline.notes + _hook_failures(timeline.hook_results),
+            notes=world.notes
+            + timeline.notes
+            + _hook_failures(registrations + timeline.hook_results),
             exchanges=world.recorder.exchanges if world.recorder else [],
             wns_records=list(world.wns.service.records),
             trap_requests=list(world.trap.requests) if world.trap else [],
-            hook_results=timeline.hook_results,
+            hook_results=registrations + timeline.hook_results,
             channel_owner={c.id: c.device_id for c in world.wns.service.registry.by_id.values()},
         )

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from emulator.clock import MINUTE, VirtualClock
-from emulator.hooks import REFERENCE_HOOKS, HookClient, HookMissing, load_hooks
+from emulator.hooks import REFERENCE_HOOKS, HookClient, HookMissing, HooksFile, load_hooks
 from emulator.mdm.app import OMADM_PATH
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer
@@ -175,8 +175,9 @@ async def test_reference_hooks_file_drives_the_server(clock: VirtualClock) -> No
         command_id = queued.json()["command"]["id"]  # type: ignore[index]
         _, command = await w.admin("GET", f"/admin/devices/dev-1/commands/{command_id}")
         assert (command["state"], command["result"]) == ("done", "10.0.19045.2006")
+        partial = HookClient(HooksFile(push=hooks.push), w.mdm.url, w.http)
         with pytest.raises(HookMissing):
-            await client.call("register_device", device_id="dev-2")
+            await partial.call("queue_command", device_id="dev-1", verb="Get", loc_uri="./x")
 
 
 def test_hooks_file_errors_name_line_and_field(tmp_path: Path) -> None:

@@ -207,8 +207,9 @@ def test_run_against_an_external_server_through_hooks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`dmemu run --server URL --hooks FILE` drives a server in another process over real
-    HTTP: its hooks push the devices, time skips only after an idle window, and the
-    expectations are judged the same way (issue 5)."""
+    HTTP: its hooks register the devices (this server only admits listed ones) and push
+    them, time skips only after an idle window, and the expectations are judged the same way
+    (issue 5)."""
     import socket
 
     from emulator.hooks import REFERENCE_HOOKS
@@ -217,7 +218,10 @@ def test_run_against_an_external_server_through_hooks(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         wns_port = probe.getsockname()[1]
-    proc, ready = _start(tmp_path, "--wns-url", f"http://127.0.0.1:{wns_port}", command="mdm")
+    listed = tmp_path / "devices.txt"
+    listed.write_text("# none yet: the register_device hook adds them\n")
+    wns_url = f"http://127.0.0.1:{wns_port}"
+    proc, ready = _start(tmp_path, "--wns-url", wns_url, "--devices", str(listed), command="mdm")
     try:
         argv = ["run", str(write(tmp_path, SMALL)), "--server", str(ready["omadm_url"])]
         argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port)]

@@ -7,6 +7,7 @@ hooks file and the conformance suite use:
 
 * ``GET /admin/devices``: every device with its channel, last session and newest push;
 * ``GET /admin/devices/{id}``: one device with its commands and pushes;
+* ``PUT /admin/devices/{id}``: allow a device to enroll (when a device list is required);
 * ``POST /admin/devices/{id}/push``: push now, answer the outcome;
 * ``POST /admin/devices/{id}/commands``: queue Get/Add/Replace/Delete/Exec on a LocURI
   (pushes the device unless ``"push": false``); ``GET .../commands/{cid}`` reads its result.
@@ -47,6 +48,7 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
     app.router.add_post(OMADM_PATH, guard(omadm, _plain_crash))
     app.router.add_get("/admin/devices", guard(list_devices))
     app.router.add_get("/admin/devices/{device_id}", guard(get_device))
+    app.router.add_put("/admin/devices/{device_id}", guard(register_device))
     app.router.add_post("/admin/devices/{device_id}/push", guard(push_device))
     app.router.add_post("/admin/devices/{device_id}/commands", guard(queue_command))
     app.router.add_get("/admin/devices/{device_id}/commands/{command_id}", guard(get_command))
@@ -147,6 +149,20 @@ async def get_device(request: web.Request) -> web.Response:
     data["commands"] = [_times(c.public()) for c in server.store.commands(device_id)]
     data["pushes"] = [_times(p.public()) for p in server.store.pushes(device_id)]
     return json_response(data)
+
+
+async def register_device(request: web.Request) -> web.Response:
+    """Allow a device to enroll (with ``--devices``, only listed or registered ones may)."""
+    server = request.app[MDM]
+    device_id = request.match_info["device_id"]
+    if not device_id or len(device_id) > 256 or any(c.isspace() for c in device_id):
+        raise api_error(400, f"{device_id!r} is not a device id")
+    allowed = server.endpoint.allowed
+    added = allowed is not None and device_id not in allowed
+    if allowed is not None:
+        allowed.add(device_id)
+    server.log.info("mdm.device_registered", device_id=device_id, added=added)
+    return json_response({"device_id": device_id, "allowed": True}, status=201 if added else 200)
 
 
 async def push_device(request: web.Request) -> web.Response:

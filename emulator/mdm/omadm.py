@@ -97,6 +97,10 @@ class OmaDmEndpoint:
         self.log = log  # structlog logger bound to the server's clock
         self.sessions: dict[tuple[str, str], ServerSession] = {}
         self._next_sweep = 0
+        #: devices allowed to enroll (None: any); the admin API adds to it
+        self.allowed: set[str] | None = (
+            None if config.allowed_devices is None else set(config.allowed_devices)
+        )
 
     # -- the one entry point ------------------------------------------------------------
     def handle(self, body: bytes, authorization: str, origin: str | None, now: int) -> bytes:
@@ -151,8 +155,7 @@ class OmaDmEndpoint:
         token = self.config.device_token
         if token is not None and authorization != f"Bearer {token}":
             raise Refused(401, "device authentication failed (Bearer token required)")
-        allowed = self.config.allowed_devices
-        if allowed is not None and device_id not in allowed:
+        if self.allowed is not None and device_id not in self.allowed:
             raise Refused(403, f"device {device_id!r} is not on this server's device list")
 
     def _open(self, msg: Message, origin: str | None, now: int) -> ServerSession:
