@@ -130,6 +130,7 @@ class World:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         if external:
             assert o.server_url is not None
+            await _reachable(http, o.server_url)
             self.server_url = o.server_url
             base = o.hooks.base_url if o.hooks and o.hooks.base_url else _origin(o.server_url)
             self.hooks = HookClient(o.hooks, base, http) if o.hooks else None
@@ -197,6 +198,21 @@ class World:
                     self.wns.service.registry.base_for[device_id] = self.trap.url
                 self.group_of[device_id] = spec.name
                 self.clock.call_at(start + spec.enroll_offset(index), self.fleet.enroll, device)
+
+
+class ServerUnreachable(Exception):
+    """``--server`` does not answer at all (nothing was run)."""
+
+
+async def _reachable(http: aiohttp.ClientSession, url: str) -> None:
+    """Fail fast when the external server is not there: any HTTP answer will do."""
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            await resp.read()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise ServerUnreachable(
+            f"cannot reach --server {url}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _reference_server(

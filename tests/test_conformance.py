@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import defusedxml.ElementTree as ET
 import pytest
+from aiohttp import web
 
 from emulator.cli import main
 from emulator.conformance.registry import ordered
@@ -78,12 +80,18 @@ def test_unknown_check_ids_are_bad_input(capsys: pytest.CaptureFixture[str]) -> 
         select("A1,nope")
 
 
-async def test_missing_hooks_skip_never_pass() -> None:
+async def test_missing_hooks_skip_never_pass(aiohttp_server: Any) -> None:
     """Against an external server without hooks, checks that need the server to push are
     reported as skipped (no hook: push), never as passed (conformance.md)."""
-    options = RunOptions(
-        progress=False, server_url="http://127.0.0.1:9/ManagementServer/MDM.svc", idle_ms=0
-    )
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("/ManagementServer/MDM.svc"))
+    options = RunOptions(progress=False, server_url=url, idle_ms=0)
     report = await run_conformance(options, ordered())
     verdicts = {c.id: v for c, v in report.rows}
     assert verdicts["A1"].status == "skipped"
@@ -118,3 +126,9 @@ def test_external_server_over_http_through_hooks(
     data = json.loads((tmp_path / "out" / "conformance.json").read_text())
     verdicts = {c["id"]: c["verdict"] for c in data["checks"]}
     assert {k for k, v in verdicts.items() if v != "passed"} <= {"C7", "D2"}
+
+
+def test_unreachable_server_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --server that does not answer at all stops the run before it starts (exit 2)."""
+    assert main(["conformance", "--server", "http://127.0.0.1:9/omadm", "--quiet"]) == 2
+    assert "cannot reach --server http://127.0.0.1:9/omadm" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from emulator.conformance.suite import render, run_conformance, select, write_report
+from emulator.runner import ServerUnreachable
 from emulator.scenario.commands import UsageError, run_options
 from emulator.scenario.loader import ScenarioError
 
@@ -33,6 +34,9 @@ async def conformance(args: argparse.Namespace) -> int:
         )
     except ScenarioError as exc:  # the shipped suite itself is broken: our bug, said plainly
         print(f"dmemu: error: the conformance scenario is invalid:\n{exc}", file=err)
+        return EXIT_USAGE
+    except ServerUnreachable as exc:
+        print(f"dmemu: error: {exc}", file=err)
         return EXIT_USAGE
     except OSError as exc:
         print(f"dmemu: error: cannot open a loopback port: {exc.strerror}", file=err)

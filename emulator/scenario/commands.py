@@ -17,7 +17,7 @@ from emulator.hooks import load_hooks
 from emulator.reports.summary import build_summary
 from emulator.reports.text import render
 from emulator.reports.write import write_run
-from emulator.runner import RunOptions, run_scenario
+from emulator.runner import RunOptions, ServerUnreachable, run_scenario
 from emulator.scenario.expect import judge
 from emulator.scenario.loader import ScenarioError, load_scenario
 from emulator.yamlconf import ConfigError
@@ -98,6 +98,9 @@ async def run(
     )
     try:
         result = await run_scenario(scenario, options)
+    except ServerUnreachable as exc:
+        print(f"dmemu: error: {exc}", file=err)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"dmemu: error: cannot open a loopback port: {exc.strerror}", file=err)
         return EXIT_USAGE
