@@ -253,3 +253,17 @@ def test_real_time_mode_at_a_rate(tmp_path: Path, capsys: pytest.CaptureFixture[
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenario"]["end"] == "2026-01-02T00:00:00.000Z"
     assert summary["sessions"]["by_trigger"]["push"] == 3
+
+
+def test_durations_are_shown_for_people() -> None:
+    from emulator.reports.text import human_ms
+
+    assert [human_ms(v) for v in (None, 0, 850, 12_500, 420_000, 12_000_000, 428_400_000)] == [
+        "-",
+        "0 ms",
+        "850 ms",
+        "12.5 s",
+        "7 min",
+        "3 h 20 min",
+        "4 d 23 h",
+    ]

@@ -5,6 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 
+def human_ms(ms: int | None) -> str:
+    """Emulated durations for people: 0 ms, 850 ms, 12.5 s, 7 min, 3 h 20 min, 4 d 23 h."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes = ms // 60_000
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
 def _pairs(mapping: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in mapping.items()) or "none"
 
@@ -18,7 +36,8 @@ def render(summary: dict[str, Any]) -> str:
         summary["push_to_session_ms"],
     )
     latency = (
-        f"p50 {la['p50']} ms, p99 {la['p99']} ms over {la['count']} pushes"
+        f"p50 {human_ms(la['p50'])}, p99 {human_ms(la['p99'])}, max {human_ms(la['max'])} "
+        f"over {la['count']} pushes (emulated time; a cached push waits for its device)"
         if la["count"]
         else "no push started a session"
     )
