@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from emulator.device.agent import Device
-from emulator.hooks import HookMissing, HookResult
+from emulator.hooks import HookResult
 from emulator.scenario.model import Event, Target
 
 if TYPE_CHECKING:
@@ -74,17 +74,14 @@ class Timeline:
             return
         p = event.params
         for device in [d for d in devices for _ in range(int(p.get("repeat", 1)))]:
-            try:
-                result = await hooks.call(
-                    hook,
-                    device_id=device.device_id,
-                    verb=p.get("verb"),
-                    loc_uri=p.get("loc_uri"),
-                    data=p.get("data"),
-                    format=p.get("format"),
-                )
-            except HookMissing:  # pragma: no cover - has() was checked
-                return
+            result = await hooks.call(  # has() was checked: no HookMissing here
+                hook,
+                device_id=device.device_id,
+                verb=p.get("verb"),
+                loc_uri=p.get("loc_uri"),
+                data=p.get("data"),
+                format=p.get("format"),
+            )
             self.hook_results.append(result)
             self._emit(
                 event,
