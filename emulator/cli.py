@@ -72,6 +72,18 @@ def _add_clock_args(parser: argparse.ArgumentParser, *, virtual: bool = True) ->
     parser.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
 
 
+def _add_server_args(parser: argparse.ArgumentParser) -> None:
+    """How devices reach an external server (``run`` and ``conformance``)."""
+    parser.add_argument(
+        "--device-auth",
+        default="none",
+        metavar="AUTH",
+        help="devices authenticate to --server with none, basic:USER:PASSWORD, bearer:TOKEN "
+        "or cert:CERT.pem[:KEY.pem] (TLS client certificate)",
+    )
+    parser.add_argument("--server-ca", help="CA file to trust for an HTTPS --server")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmemu", description="Device-side emulator of Windows MDM push."
@@ -194,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--provider-id", default="dmemu", help="DMClient ProviderID of the devices' enrollment"
     )
+    _add_server_args(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 
@@ -215,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--wns-port", type=int, default=0, help="port of the fake WNS")
     conf.add_argument("--idle-ms", type=int, default=50, help="see dmemu run --idle-ms")
     conf.add_argument("--provider-id", default="dmemu", help="DMClient ProviderID")
+    _add_server_args(conf)
     conf.add_argument("--quiet", action="store_true", help="no progress bar")
     conf.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 

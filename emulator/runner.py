@@ -36,7 +36,7 @@ from emulator.clock import (
     wall_seconds,
 )
 from emulator.device.agent import Device
-from emulator.device.driver import HttpTransport
+from emulator.device.driver import HttpTransport, ServerAuth
 from emulator.device.fleet import Fleet
 from emulator.device.recording import Exchange, RecordingTransport
 from emulator.device.session import Transport
@@ -67,6 +67,7 @@ class RunOptions:
     progress_stream: TextIO | None = None
     provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
     wns_port: int = 0  # the fake WNS's port (an external server must be told where it is)
+    device_auth: ServerAuth = field(default_factory=ServerAuth)  # devices' auth to the server
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
     #: builds the in-process server (tests pass a variant with a known defect)
     server_factory: Callable[[MdmConfig, Clock, AbstractResolver], ReferenceServer] | None = None
@@ -160,7 +161,7 @@ class World:
             self.trap = Trap(self.clock)
             await self.trap.start()
             stack.push_async_callback(self.trap.stop)
-        http_transport = HttpTransport(timeout_s=30)
+        http_transport = HttpTransport(o.device_auth, timeout_s=30)
         stack.push_async_callback(http_transport.close)
         transport: Transport = http_transport
         if o.record_exchanges:

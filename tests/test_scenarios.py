@@ -207,9 +207,9 @@ def test_run_against_an_external_server_through_hooks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`dmemu run --server URL --hooks FILE` drives a server in another process over real
-    HTTP: its hooks register the devices (this server only admits listed ones) and push
-    them, time skips only after an idle window, and the expectations are judged the same way
-    (issue 5)."""
+    HTTP: devices authenticate as told (--device-auth), its hooks register them (this server
+    only admits listed ones) and push them, time skips only after an idle window, and the
+    expectations are judged the same way (issue 5)."""
     import socket
 
     from emulator.hooks import REFERENCE_HOOKS
@@ -221,9 +221,11 @@ def test_run_against_an_external_server_through_hooks(
     listed = tmp_path / "devices.txt"
     listed.write_text("# none yet: the register_device hook adds them\n")
     wns_url = f"http://127.0.0.1:{wns_port}"
-    proc, ready = _start(tmp_path, "--wns-url", wns_url, "--devices", str(listed), command="mdm")
+    gates = ["--devices", str(listed), "--device-token", "s3cret"]
+    proc, ready = _start(tmp_path, "--wns-url", wns_url, *gates, command="mdm")
     try:
         argv = ["run", str(write(tmp_path, SMALL)), "--server", str(ready["omadm_url"])]
+        argv += ["--device-auth", "bearer:s3cret"]
         argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port)]
         code = main([*argv, "--idle-ms", "20", "--quiet", "--out", str(tmp_path / "out")])
     finally:
@@ -267,3 +269,32 @@ def test_durations_are_shown_for_people() -> None:
         "3 h 20 min",
         "4 d 23 h",
     ]
+
+
+def test_device_auth_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--device-auth takes none, basic:USER:PASSWORD, bearer:TOKEN or cert:CERT[:KEY]; anything
+    else, a missing certificate file, or auth without --server is bad input (exit 2)."""
+    from emulator.device.driver import parse_auth
+
+    assert parse_auth("basic:dev:p:w").password == "p:w"
+    assert parse_auth("bearer:t").token == "t"
+    assert parse_auth("cert:c.pem").key_file == "c.pem"
+    path = str(write(tmp_path, SMALL))
+    for bad, needle in (
+        (["--device-auth", "magic"], "use none, basic"),
+        (["--server", "http://x/", "--device-auth", "cert:/nope.pem"], "no such file"),
+        (["--device-auth", "bearer:t"], "--device-auth is for --server"),
+    ):
+        assert main(["run", path, "--quiet", *bad]) == 2
+        assert needle in capsys.readouterr().err
+
+
+def test_asked_pushes_that_never_arrive_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """push_starts_session does not pass vacuously: the server was asked to push and no push
+    arrived (here WNS revoked every channel behind the devices' backs, so pushes get 410)."""
+    revoke = "  - {at: 'day 0 23:00', do: revoke_channel, target: {group: a}}\n"
+    text = SMALL.replace("timeline:\n", "timeline:\n" + revoke)
+    assert main(["run", str(write(tmp_path, text)), "--quiet"]) == 1
+    assert "none arrived" in capsys.readouterr().out

@@ -31,6 +31,27 @@ class ServerAuth:
     ca_file: str | None = None  # trust for the server's certificate
 
 
+def parse_auth(text: str, ca_file: str | None = None) -> ServerAuth:
+    """``none``, ``basic:USER:PASSWORD``, ``bearer:TOKEN`` or ``cert:CERT.pem[:KEY.pem]``
+    (the ``--device-auth`` option); raises ValueError with what is wrong."""
+    kind, _, rest = text.partition(":")
+    if kind == "none" and not rest:
+        return ServerAuth("none", ca_file=ca_file)
+    if kind == "basic":
+        user, sep, password = rest.partition(":")
+        if not user or not sep:
+            raise ValueError("basic needs basic:USER:PASSWORD")
+        return ServerAuth("basic", user=user, password=password, ca_file=ca_file)
+    if kind == "bearer" and rest:
+        return ServerAuth("bearer", token=rest, ca_file=ca_file)
+    if kind == "cert" and rest:
+        cert, _, key = rest.partition(":")
+        return ServerAuth("cert", cert_file=cert, key_file=key or cert, ca_file=ca_file)
+    raise ValueError(
+        f"{text!r}: use none, basic:USER:PASSWORD, bearer:TOKEN or cert:CERT.pem[:KEY.pem]"
+    )
+
+
 class HttpTransport:
     def __init__(
         self,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from emulator.device.driver import parse_auth
 from emulator.hooks import load_hooks
 from emulator.reports.summary import build_summary
 from emulator.reports.text import render
@@ -38,7 +39,17 @@ def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptio
         raise UsageError(str(exc)) from None
     if args.hooks and not args.server:
         raise UsageError("--hooks needs --server (the reference server has its own)")
+    try:
+        auth = parse_auth(args.device_auth, args.server_ca)
+    except ValueError as exc:
+        raise UsageError(f"--device-auth {exc}") from None
+    for path in (args.server_ca, auth.cert_file, auth.key_file):
+        if path and not Path(path).is_file():
+            raise UsageError(f"no such file: {path}")
+    if auth.kind != "none" and not args.server:
+        raise UsageError("--device-auth is for --server (the reference server takes none)")
     return RunOptions(
+        device_auth=auth,
         server_url=args.server,
         hooks=hooks,
         idle_ms=args.idle_ms,

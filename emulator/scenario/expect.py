@@ -6,7 +6,8 @@ stays readable.
 
 * ``push_starts_session``: every push a device received over its WNS connection started a
   session within the bound, unless the device logged why it could not (power, connectivity,
-  or an OS build that starts none: Push/Status 7 [DMC], fleetdm/fleet#43773) [PUSH].
+  or an OS build that starts none: Push/Status 7 [DMC], fleetdm/fleet#43773) [PUSH]; and
+  if the server was asked to push, at least one push arrived.
 * ``no_push_after_gone``: once WNS answered 410 (or 404) for a ChannelURI, nothing more was
   sent to it [WNSOV][WNSHDR].
 * ``newest_channel_reported``: each device's newest ChannelURI reached the server in a
@@ -93,10 +94,13 @@ def _push_starts_session(e: Expectation, events: list[dict[str, Any]]) -> Verdic
                 f"{_at(push)}: push {push.get('msg_id')} ({push.get('via')}) started no "
                 f"session within {within // 1000}s"
             )
-    counted = len(pushes) - sum(
-        1 for p in pushes if (p["device_id"], p.get("msg_id") or "") in excused
-    )
-    return _verdict(e, bad, f"{counted - len(bad)} of {counted} pushes started a session")
+    total = len(pushes)
+    asked = [ev for ev in events if ev["event"] == "server.hook" and ev.get("hook") == "push"]
+    arrived = any(ev["event"] == "device.push_received" for ev in events)
+    if not arrived and asked:  # nothing to judge is not a pass when pushes were asked for
+        bad = [f"{_at(ev)}: push asked of the server (HTTP {ev.get('status')})" for ev in asked]
+        return _verdict(e, bad, f"the server was asked for {len(asked)} pushes; none arrived")
+    return _verdict(e, bad, f"{total - len(bad)} of {total} pushes started a session")
 
 
 def _no_push_after_gone(e: Expectation, events: list[dict[str, Any]]) -> Verdict:
