@@ -188,3 +188,14 @@ def test_hooks_file_errors_name_line_and_field(tmp_path: Path) -> None:
         load_hooks(path)
     assert (err.value.line, err.value.field) == (3, "push.url")
     assert "unknown placeholder {device}" in err.value.message
+
+
+async def test_message_without_a_device_id_is_refused(
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    """A message whose SyncHdr Source (the device id) is empty gets 400, not a device ""."""
+    client = await make_client()
+    resp = await client.post(OMADM_PATH, data=package1(""), headers=XML)
+    assert resp.status == 400
+    assert "device id" in await resp.text()
+    assert (await client.get("/admin/devices")).status == 200

@@ -20,6 +20,7 @@ Must not: do I/O or read the clock (``now`` comes in), or send pushes (``pusher.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ VERBS: dict[str, type[Get | Add | Replace | Delete | Exec]] = {
     "Delete": Delete,
     "Exec": Exec,
 }
+MAX_DEVICE_ID = 256  # DevId is a GUID on Windows [DEVINFO]; anything longer is not a device
 MAX_SERVER_MESSAGES = 8  # a session this server runs never needs more (E4)
 
 
@@ -152,8 +154,12 @@ class OmaDmEndpoint:
 
     # -- admission and session bookkeeping ----------------------------------------------
     def _admit(self, device_id: str, authorization: str) -> None:
+        if not device_id or len(device_id) > MAX_DEVICE_ID:
+            raise Refused(400, "the SyncHdr Source LocURI (the device id) is empty or too long")
         token = self.config.device_token
-        if token is not None and authorization != f"Bearer {token}":
+        if token is not None and not hmac.compare_digest(
+            authorization.encode(), f"Bearer {token}".encode()
+        ):
             raise Refused(401, "device authentication failed (Bearer token required)")
         if self.allowed is not None and device_id not in self.allowed:
             raise Refused(403, f"device {device_id!r} is not on this server's device list")
