@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices", type=Path, help="file of allowed device ids, one per line (default: any)"
     )
     mdm.add_argument("--device-token", help="require devices to send 'Bearer TOKEN'")
+    mdm.add_argument("--admin-token", help="require 'Bearer TOKEN' on the admin API")
     mdm.add_argument("--push-ttl", type=_duration, help="X-WNS-TTL on pushes, e.g. 1h")
     mdm.add_argument(
         "--push-rate", type=int, default=12, help="pushes per device per hour (default 12)"

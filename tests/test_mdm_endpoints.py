@@ -199,3 +199,17 @@ async def test_message_without_a_device_id_is_refused(
     assert resp.status == 400
     assert "device id" in await resp.text()
     assert (await client.get("/admin/devices")).status == 200
+
+
+async def test_admin_token_guards_the_admin_api(
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    """With --admin-token, the admin API answers 401 without ``Bearer <token>``; OMA-DM is
+    not affected (devices use --device-token)."""
+    client = await make_client(admin_token="adm1n")
+    assert (await client.post(OMADM_PATH, data=package1(), headers=XML)).status == 200
+    refused = await client.get("/admin/devices")
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    ok = await client.get("/admin/devices", headers={"Authorization": "Bearer adm1n"})
+    assert ok.status == 200

@@ -13,18 +13,20 @@ hooks file and the conformance suite use:
   (pushes the device unless ``"push": false``); ``GET .../commands/{cid}`` reads its result.
 
 Every route runs under :func:`emulator.control.common.guard` (busy clock, emulated Date, no
-traceback escapes). Must not: decide protocol (the endpoint and the pusher do).
+traceback escapes); with ``--admin-token`` the admin routes need ``Bearer <token>``.
+Must not: decide protocol (the endpoint and the pusher do).
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.clock import iso
-from emulator.control.common import api_error, guard, json_response, parse_body
+from emulator.control.common import Handler, api_error, guard, json_response, parse_body
 from emulator.control.keys import CLOCK
 from emulator.mdm.omadm import Refused
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
@@ -46,13 +48,37 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
     app[CLOCK] = server.clock
     app[MDM] = server
     app.router.add_post(OMADM_PATH, guard(omadm, _plain_crash))
-    app.router.add_get("/admin/devices", guard(list_devices))
-    app.router.add_get("/admin/devices/{device_id}", guard(get_device))
-    app.router.add_put("/admin/devices/{device_id}", guard(register_device))
-    app.router.add_post("/admin/devices/{device_id}/push", guard(push_device))
-    app.router.add_post("/admin/devices/{device_id}/commands", guard(queue_command))
-    app.router.add_get("/admin/devices/{device_id}/commands/{command_id}", guard(get_command))
+    admin = [
+        ("GET", "/admin/devices", list_devices),
+        ("GET", "/admin/devices/{device_id}", get_device),
+        ("PUT", "/admin/devices/{device_id}", register_device),
+        ("POST", "/admin/devices/{device_id}/push", push_device),
+        ("POST", "/admin/devices/{device_id}/commands", queue_command),
+        ("GET", "/admin/devices/{device_id}/commands/{command_id}", get_command),
+    ]
+    for method, path, handler in admin:
+        app.router.add_route(method, path, guard(_admin(handler)))
     return app
+
+
+def _admin(handler: Handler) -> Handler:
+    """The admin token check (``--admin-token``) in front of an admin route."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        token = request.app[MDM].config.admin_token
+        given = request.headers.get("Authorization", "")
+        if token is not None and not hmac.compare_digest(
+            given.encode(), f"Bearer {token}".encode()
+        ):
+            raise web.HTTPUnauthorized(
+                text='{"details": [], "error": "admin API: Bearer token required"}',
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="dmemu-admin"'},
+            )
+        return await handler(request)
+
+    checked.__name__ = handler.__name__
+    return checked
 
 
 def _plain_crash() -> web.Response:

@@ -40,6 +40,7 @@ class MdmConfig:
     poll: tuple[tuple[str, str], ...] = DEFAULT_POLL  # Poll node values set at enrollment
     allowed_devices: frozenset[str] | None = None  # None: any device may enroll
     device_token: str | None = None  # when set, devices must send ``Bearer <token>``
+    admin_token: str | None = None  # when set, the admin API needs ``Bearer <token>``
     # an unfinished session is forgotten after this (generous: under a fast real-time clock
     # (--rate) an exchange of a few real milliseconds spans minutes of emulated time)
     session_idle_ms: int = DAY

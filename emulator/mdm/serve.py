@@ -74,6 +74,7 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
         pushes_per_hour=args.push_rate,
         allowed_devices=_allowed(args),
         device_token=args.device_token,
+        admin_token=args.admin_token,
         **optional,
     )
 
