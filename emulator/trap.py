@@ -15,6 +15,7 @@ from aiohttp import web
 
 from emulator.clock import Clock
 from emulator.logs import redact_authorization
+from emulator.serving import listen
 
 MAX_BODY = 64 * 1024
 
@@ -59,12 +60,8 @@ class Trap:
     async def start(self, host: str = "127.0.0.1") -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._record)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, 0)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        served = await listen(app, host)
+        self._runner, self.url = served.runner, served.url
         return self.url
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ from emulator.mdm.omadm import OmaDmEndpoint
 from emulator.mdm.pusher import Pusher
 from emulator.mdm.store import MdmStore
 from emulator.mdm.wns_sender import WnsSender
+from emulator.serving import listen
 
 
 class ReferenceServer:
@@ -91,15 +92,5 @@ async def start_mdm(
     server: ReferenceServer, *, host: str = "127.0.0.1", port: int = 0
 ) -> RunningMdm:
     """Serve ``server`` on ``host:port`` (0 = any free port). Raises OSError if it cannot."""
-    runner = web.AppRunner(server.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    sockets = getattr(site._server, "sockets", None) or []
-    actual = sockets[0].getsockname()[1] if sockets else port
-    url_host = f"[{host}]" if ":" in host else host
-    return RunningMdm(server, runner, f"http://{url_host}:{actual}", actual)
+    served = await listen(server.app(), host, port)
+    return RunningMdm(server, served.runner, served.url, served.port)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from emulator.clock import Clock
+from emulator.serving import listen
 from emulator.wns.app import make_wns_app
 from emulator.wns.service import WnsConfig, WnsService
 
@@ -43,19 +44,8 @@ async def start_wns(
 ) -> RunningWns:
     """Serve a fake WNS on ``host:port`` (0 = any free port). Raises OSError if it cannot."""
     service = WnsService(config, clock)
-    runner = web.AppRunner(make_wns_app(service, clock), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    actual = sockets[0].getsockname()[1] if sockets else port
-    scheme = "https" if ssl_context else "http"
-    url_host = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{url_host}:{actual}"
-    service.set_base_url(public_url or url)
-    return RunningWns(runner=runner, service=service, clock=clock, url=url, port=actual)
+    served = await listen(make_wns_app(service, clock), host, port, ssl_context)
+    service.set_base_url(public_url or served.url)
+    return RunningWns(
+        runner=served.runner, service=service, clock=clock, url=served.url, port=served.port
+    )
