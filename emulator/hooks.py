@@ -32,7 +32,6 @@ from emulator.yamlconf import load_model
 
 REFERENCE_HOOKS = Path(__file__).parent / "mdm" / "hooks.yaml"
 VARIABLES = ("base", "device_id", "verb", "loc_uri", "data", "format")
-HOOK_NAMES = ("push", "queue_command", "register_device")
 MAX_ANSWER_BYTES = 256 * 1024
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 

@@ -34,7 +34,3 @@ class IdleWindow:
             self._seen, self._since = seen, now
             return False
         return now - self._since >= self.window_s
-
-    def restart(self) -> None:
-        """Count the window from now (the world just did something)."""
-        self._since = time.monotonic()

@@ -205,11 +205,8 @@ class MdmStore:
         cur = self.db.execute(_INSERT_PUSH, tuple(getattr(row, f) for f in _PUSH_FIELDS))
         return PushRow(**{**row.public(), "id": int(cur.lastrowid or 0)})
 
-    def pushes(self, device_id: str, since: int | None = None) -> list[PushRow]:
-        rows = self.db.execute(
-            "SELECT * FROM pushes WHERE device_id = ? AND at >= ? ORDER BY id",
-            (device_id, since if since is not None else -(2**62)),
-        )
+    def pushes(self, device_id: str) -> list[PushRow]:
+        rows = self.db.execute("SELECT * FROM pushes WHERE device_id = ? ORDER BY id", (device_id,))
         return [PushRow(**dict(r)) for r in rows]
 
     def sent_since(self, device_id: str, since: int) -> int:
