@@ -13,19 +13,10 @@ from emulator.conformance.registry import Verdict, broken, check, passed, skippe
 from emulator.device.csp import POLL_DEFAULTS
 from emulator.device.poll import NAMES as POLL_SETS
 from emulator.device.recording import Exchange
-from emulator.syncml import Add, Atomic, Command, Get, Message, Replace, Sequence, Status
+from emulator.syncml import Add, Command, Get, Message, Replace, Status
+from emulator.syncml.session import walk
 
 AT_RISK = ("wp81", "win10-1511")  # builds that may fail to renew [PUSH][KB3170699]
-
-
-def _flat(commands: list[Command]) -> list[Command]:
-    """Commands with those inside Atomic and Sequence, in order."""
-    out: list[Command] = []
-    for cmd in commands:
-        out.append(cmd)
-        if isinstance(cmd, Atomic | Sequence):
-            out.extend(_flat(list(cmd.commands)))
-    return out
 
 
 def _targets(cmd: Command, suffix: str) -> bool:
@@ -36,7 +27,7 @@ def _targets(cmd: Command, suffix: str) -> bool:
 def _pfn_writes(session: Session) -> list[Command]:
     return [
         c
-        for c in _flat(session.server_commands())
+        for c in walk(session.server_commands())
         if isinstance(c, Add | Replace) and _targets(c, "/Push/PFN")
     ]
 
@@ -97,7 +88,7 @@ def pfn_418(ev: Evidence) -> Verdict:
                 continue
             writes = [
                 c
-                for c in _flat(list(ex.reply.commands))
+                for c in walk(ex.reply.commands)
                 if isinstance(c, Add | Replace) and _targets(c, "/Push/PFN")
             ]
             if after_418:
@@ -291,7 +282,7 @@ def keeps_polling(ev: Evidence) -> Verdict:
         values = {name: default for name, (_, default) in POLL_DEFAULTS.items()}
         culprit = None
         for s in sessions:
-            for c in _flat(s.server_commands()):
+            for c in walk(s.server_commands()):
                 if isinstance(c, Add | Replace):
                     for item in c.items:
                         leaf = (item.target or "").rpartition("/Poll/")[2]

@@ -19,15 +19,22 @@ Must not: decide protocol (the endpoint and the pusher do).
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.clock import iso
-from emulator.control.common import Handler, api_error, guard, json_response, parse_body
+from emulator.control.common import (
+    Handler,
+    api_error,
+    guard,
+    json_response,
+    parse_body,
+    read_body,
+)
 from emulator.control.keys import CLOCK
+from emulator.mdm.config import bearer_ok
 from emulator.mdm.omadm import Refused
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
 from emulator.syncml.codec import EXCERPT_BYTES
@@ -66,10 +73,7 @@ def _admin(handler: Handler) -> Handler:
 
     async def checked(request: web.Request) -> web.StreamResponse:
         token = request.app[MDM].config.admin_token
-        given = request.headers.get("Authorization", "")
-        if token is not None and not hmac.compare_digest(
-            given.encode(), f"Bearer {token}".encode()
-        ):
+        if not bearer_ok(request.headers.get("Authorization", ""), token):
             raise web.HTTPUnauthorized(
                 text='{"details": [], "error": "admin API: Bearer token required"}',
                 content_type="application/json",
@@ -99,12 +103,8 @@ async def omadm(request: web.Request) -> web.Response:
             Refused(415, f"Content-Type must be {CONTENT_TYPE}, not {request.content_type!r}"),
             b"",
         )
-    declared = request.content_length
-    if declared is not None and declared > MAX_MESSAGE_BYTES:
-        return _refuse(request, Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes"), b"")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+    body, too_big = await read_body(request, MAX_MESSAGE_BYTES)
+    if too_big:
         return _refuse(request, Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes"), b"")
     try:
         reply = server.endpoint.handle(

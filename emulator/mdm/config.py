@@ -1,12 +1,14 @@
 """What the reference MDM server is told at start: its WNS app, its push policy, its gates.
 
-Owns: :class:`MdmConfig` (plain data, one comment per field) and the DMClient node paths the
-server writes, built from its ProviderID [DMC].
+Owns: :class:`MdmConfig` (plain data, one comment per field), the DMClient node paths the
+server writes, built from its ProviderID [DMC], and what its settings mean (the token check,
+builds that may fail to renew).
 Must not: parse files or command lines (``cli.py``) or hold state.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from emulator.clock import DAY
@@ -56,6 +58,11 @@ class MdmConfig:
     @property
     def poll_node(self) -> str:
         return f"{self.dmclient}/Poll"
+
+
+def bearer_ok(authorization: str, token: str | None) -> bool:
+    """No token is required, or ``Authorization`` is ``Bearer <token>`` (constant-time)."""
+    return token is None or hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
 
 
 def renewal_may_fail(swv: str | None) -> bool:

@@ -20,11 +20,10 @@ Must not: do I/O or read the clock (``now`` comes in), or send pushes (``pusher.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.mdm.config import MdmConfig, renewal_may_fail
+from emulator.mdm.config import MdmConfig, bearer_ok, renewal_may_fail
 from emulator.mdm.store import DeviceRow, MdmStore
 from emulator.syncml import (
     Add,
@@ -156,10 +155,7 @@ class OmaDmEndpoint:
     def _admit(self, device_id: str, authorization: str) -> None:
         if not device_id or len(device_id) > MAX_DEVICE_ID:
             raise Refused(400, "the SyncHdr Source LocURI (the device id) is empty or too long")
-        token = self.config.device_token
-        if token is not None and not hmac.compare_digest(
-            authorization.encode(), f"Bearer {token}".encode()
-        ):
+        if not bearer_ok(authorization, self.config.device_token):
             raise Refused(401, "device authentication failed (Bearer token required)")
         if self.allowed is not None and device_id not in self.allowed:
             raise Refused(403, f"device {device_id!r} is not on this server's device list")
@@ -189,7 +185,8 @@ class OmaDmEndpoint:
 
     def _close(self, key: tuple[str, str], session: ServerSession) -> None:
         self.sessions.pop(key, None)
-        self.store.requeue_unanswered(session.session_id, session.device_id)
+        if any(command_id is not None for _, command_id in session.purposes.values()):
+            self.store.requeue_unanswered(session.session_id, session.device_id)
 
     def _sweep(self, now: int) -> None:
         """Forget sessions idle past the limit (their unanswered commands go out again)."""
@@ -238,7 +235,7 @@ class OmaDmEndpoint:
         row.push_status = None
         row.reset_reason = None
         row.channel_state = "none"
-        row.retry_at, row.push_attempts = None, 0
+        row.clear_backoff()
 
     def _on_results(self, session: ServerSession, row: DeviceRow, res: Results, now: int) -> None:
         purpose, command_id = session.purposes.get((res.msg_ref, res.cmd_ref), ("", None))
@@ -264,7 +261,7 @@ class OmaDmEndpoint:
             return
         row.channel_uri, row.channel_seen_at = uri, now
         row.channel_state, row.channel_gone_reason = "active", None
-        row.retry_at, row.push_attempts = None, 0
+        row.clear_backoff()
         self.log.info("mdm.channel_stored", device_id=row.device_id, channel_uri=uri)
 
     # -- what we ask of the device ------------------------------------------------------
@@ -330,7 +327,7 @@ class OmaDmEndpoint:
         channel_get = [p for p in planned if p[0] == "channel-get"]
         for purpose, cmd in [p for p in planned if p[0] != "channel-get"]:
             self._emit(session, out, purpose, None, cmd)
-        for queued in self.store.commands(row.device_id, "queued"):
+        for queued in self.store.queued(row.device_id):
             verb = VERBS[queued.verb]
             meta = Meta(format=queued.format) if queued.format else None
             item = Item(target=queued.loc_uri, meta=meta, data=queued.data)

@@ -78,22 +78,32 @@ class Pusher:
         current = row.channel_uri == uri  # the device may have reported a new one meanwhile
         action = result.action
         if action in ("delivered", "dropped", "fix", "refused"):
-            row.retry_at, row.push_attempts = None, 0
+            row.clear_backoff()
         elif action == "stop" and current:
             row.channel_state, row.channel_gone_reason = "gone", str(result.status)
-            row.retry_at, row.push_attempts = None, 0
+            row.clear_backoff()
         elif action in ("retry", "token_error", "unreachable") and current:
             row.push_attempts += 1
             if row.push_attempts >= self.config.max_push_attempts:
-                row.retry_at, row.push_attempts = None, 0
+                row.clear_backoff()
                 action = "gave_up"
             else:
                 backoff = self.config.backoff_base_s * SECOND * 2 ** (row.push_attempts - 1)
                 row.retry_at = max(result.retry_at or 0, now + backoff)  # never before Retry-After
                 self._schedule(row)
         self.store.save(row)
+        return self._record(row, uri, reason, result, action)
+
+    def _log(self, row: DeviceRow, reason: str, action: str, description: str) -> PushRow:
+        """A push not sent (no channel, waiting, rate-limited ...), with the reason."""
+        skipped = PushResult(0, None, None, action, description)
+        return self._record(row, row.channel_uri, reason, skipped, action)
+
+    def _record(
+        self, row: DeviceRow, uri: str | None, reason: str, result: PushResult, action: str
+    ) -> PushRow:
         self.log.info(
-            "mdm.push",
+            "mdm.push" if result.status else "mdm.push_skipped",
             device_id=row.device_id,
             reason=reason,
             status=result.status,
@@ -104,7 +114,7 @@ class Pusher:
             PushRow(
                 id=0,
                 device_id=row.device_id,
-                at=now,
+                at=self.clock.now(),
                 channel_uri=uri,
                 reason=reason,
                 http_status=result.status,
@@ -112,23 +122,6 @@ class Pusher:
                 msg_id=result.msg_id,
                 action=action,
                 description=result.description,
-            )
-        )
-
-    def _log(self, row: DeviceRow, reason: str, action: str, description: str) -> PushRow:
-        self.log.info("mdm.push_skipped", device_id=row.device_id, action=action)
-        return self.store.log_push(
-            PushRow(
-                id=0,
-                device_id=row.device_id,
-                at=self.clock.now(),
-                channel_uri=row.channel_uri,
-                reason=reason,
-                http_status=0,
-                wns_status=None,
-                msg_id=None,
-                action=action,
-                description=description,
             )
         )
 

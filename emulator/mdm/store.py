@@ -67,6 +67,10 @@ class DeviceRow:
     def public(self) -> dict[str, Any]:
         return asdict(self)
 
+    def clear_backoff(self) -> None:
+        """A push went through, or the channel changed: no wait, no attempts counted."""
+        self.retry_at, self.push_attempts = None, 0
+
 
 def _insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
     """An INSERT naming ``columns`` (our dataclass fields, never user input)."""
@@ -133,6 +137,14 @@ class MdmStore:
             values = dict(row)
             values["poll_set"] = bool(values["poll_set"])
             self.devices[row["device_id"]] = DeviceRow(**values)
+        #: devices that may have queued commands: every session reply asks, so the common
+        #: answer ("none") must not cost a query
+        self._may_have_queued = {
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT device_id FROM commands WHERE state = 'queued'"
+            )
+        }
 
     def close(self) -> None:
         self.db.close()
@@ -154,9 +166,19 @@ class MdmStore:
             "VALUES (?, ?, ?, ?, ?, 'queued', ?)",
             (device_id, verb, loc_uri, data, fmt, now),
         )
+        self._may_have_queued.add(device_id)
         command = self.command(int(cur.lastrowid or 0))
         assert command is not None
         return command
+
+    def queued(self, device_id: str) -> list[CommandRow]:
+        """The device's commands waiting to go out, oldest first."""
+        if device_id not in self._may_have_queued:
+            return []
+        found = self.commands(device_id, "queued")
+        if not found:
+            self._may_have_queued.discard(device_id)
+        return found
 
     def command(self, command_id: int) -> CommandRow | None:
         row = self.db.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone()
@@ -194,11 +216,13 @@ class MdmStore:
 
     def requeue_unanswered(self, session_id: str, device_id: str) -> None:
         """Commands sent in a session that ended without their Status go out again."""
-        self.db.execute(
+        cur = self.db.execute(
             "UPDATE commands SET state = 'queued', sent_at = NULL, session_id = NULL "
             "WHERE device_id = ? AND session_id = ? AND state = 'sent' AND status IS NULL",
             (device_id, session_id),
         )
+        if cur.rowcount:
+            self._may_have_queued.add(device_id)
 
     # -- pushes -------------------------------------------------------------------------
     def log_push(self, row: PushRow) -> PushRow:

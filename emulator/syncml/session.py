@@ -11,7 +11,7 @@ Must not: execute commands (the CSP tree does, through ``execute``) or do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from emulator.syncml.model import (
@@ -152,12 +152,13 @@ def _usable_id(cmd_id: str | None) -> bool:
     return bool(cmd_id) and cmd_id != "0"
 
 
-def _walk(commands: tuple[Command, ...]) -> list[Command]:
+def walk(commands: Iterable[Command]) -> list[Command]:
+    """Commands in order, with those inside Atomic and Sequence after their container."""
     out: list[Command] = []
     for cmd in commands:
         out.append(cmd)
         if isinstance(cmd, Atomic | Sequence):
-            out.extend(_walk(cmd.commands))
+            out.extend(walk(cmd.commands))
     return out
 
 
@@ -178,14 +179,14 @@ def check_reply(sent: Message, reply: Message) -> list[ServerFault]:
     if not (isinstance(first, Status) and first.cmd == "SyncHdr" and first.cmd_ref == "0"):
         fault("synchdr-status-first", "the first command is not the Status for the SyncHdr")
     seen: set[str] = set()
-    for cmd in _walk(reply.commands):
+    for cmd in walk(reply.commands):
         if not _usable_id(cmd.cmd_id):
             fault("cmdid", f"{type(cmd).__name__} has CmdID {cmd.cmd_id!r} (missing or zero)")
         elif cmd.cmd_id in seen:
             fault("cmdid-unique", f"CmdID {cmd.cmd_id} is used twice")
         else:
             seen.add(cmd.cmd_id)  # type: ignore[arg-type]
-    sent_ids = {c.cmd_id: type(c).__name__ for c in _walk(sent.commands)}
+    sent_ids = {c.cmd_id: type(c).__name__ for c in walk(sent.commands)}
     statused: list[str] = []
     for status in (c for c in reply.commands if isinstance(c, Status)):
         if status.msg_ref != sent.header.msg_id:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from emulator.clock import Clock
 from emulator.control import add_control_routes
-from emulator.control.common import guard
+from emulator.control.common import guard, read_body
 from emulator.control.keys import CLOCK, HELD_HEADER, WNS
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
@@ -41,17 +41,6 @@ def _crash() -> web.Response:
     return web.Response(
         status=500, headers={"X-WNS-Error-Description": "Internal emulator error (see its log)."}
     )
-
-
-async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
-    """Read the body unless it is declared or found larger than ``limit``: (body, too_big)."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        return b"", True
-    try:
-        return await request.read(), False
-    except web.HTTPRequestEntityTooLarge:
-        return b"", True
 
 
 async def _conclude(
@@ -90,7 +79,7 @@ def _chunked(request: web.Request) -> bool:
 async def notify_endpoint(request: web.Request) -> web.Response:
     service, clock = request.app[WNS], request.app[CLOCK]
     ex = Exchange()
-    body, too_big = await _read_body(request, READ_LIMIT)
+    body, too_big = await read_body(request, READ_LIMIT)
     now = clock.now()
     headers: dict[str, str]
     try:
@@ -126,7 +115,7 @@ async def notify_endpoint(request: web.Request) -> web.Response:
 async def token_endpoint(request: web.Request) -> web.Response:
     service, clock = request.app[WNS], request.app[CLOCK]
     ex = Exchange()
-    body, too_big = await _read_body(request, MAX_FORM_BYTES)
+    body, too_big = await read_body(request, MAX_FORM_BYTES)
     now = clock.now()
     try:
         if too_big:
