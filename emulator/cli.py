@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -72,8 +71,12 @@ def _add_clock_args(parser: argparse.ArgumentParser, *, virtual: bool = True) ->
     parser.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
 
 
-def _add_server_args(parser: argparse.ArgumentParser) -> None:
-    """How devices reach an external server (``run`` and ``conformance``)."""
+def _add_world_args(parser: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``conformance`` share: the server under test and how devices reach it,
+    the fake WNS's port, the time-skip idle window, progress and logs (see
+    :func:`emulator.scenario.commands.run_options`)."""
+    parser.add_argument("--server", help="an external MDM server's OMA-DM URL (default: built-in)")
+    parser.add_argument("--hooks", type=Path, help="hooks file: how to ask --server to act")
     parser.add_argument(
         "--device-auth",
         default="none",
@@ -82,6 +85,23 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
         "or cert:CERT.pem[:KEY.pem] (TLS client certificate)",
     )
     parser.add_argument("--server-ca", help="CA file to trust for an HTTPS --server")
+    parser.add_argument(
+        "--wns-port",
+        type=int,
+        default=0,
+        help="port of the fake WNS (give an external server http://127.0.0.1:PORT)",
+    )
+    parser.add_argument(
+        "--idle-ms",
+        type=int,
+        default=50,
+        help="external server: real ms without WNS traffic before time skips (default 50)",
+    )
+    parser.add_argument(
+        "--provider-id", default="dmemu", help="DMClient ProviderID of the devices' enrollment"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,29 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         "fails, 2 for bad input.",
     )
     run.add_argument("scenario", type=Path, help="scenario file (YAML)")
-    run.add_argument("--server", help="an external MDM server's OMA-DM URL (default: built-in)")
-    run.add_argument("--hooks", type=Path, help="hooks file for --server (push, queue_command)")
+    _add_world_args(run)
     run.add_argument("--out", type=Path, help="write events.jsonl, summary.json, junit.xml here")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--rate", type=_positive_float, help="run in real time at this factor instead")
-    run.add_argument(
-        "--idle-ms",
-        type=int,
-        default=50,
-        help="external server: real ms without WNS traffic before time skips (default 50)",
-    )
-    run.add_argument(
-        "--wns-port",
-        type=int,
-        default=0,
-        help="port of the fake WNS (give an external server http://127.0.0.1:PORT)",
-    )
-    run.add_argument(
-        "--provider-id", default="dmemu", help="DMClient ProviderID of the devices' enrollment"
-    )
-    _add_server_args(run)
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 
     conf = sub.add_parser(
         "conformance",
@@ -218,20 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         "print a verdict per check; exit 0 when every MUST passes (and every SHOULD under "
         "--strict), 1 otherwise, 2 for bad input.",
     )
-    conf.add_argument("--server", help="the server's OMA-DM URL (default: the reference server)")
-    conf.add_argument("--hooks", type=Path, help="hooks file: how to ask --server to push ...")
+    _add_world_args(conf)
     conf.add_argument("--only", help="check ids or names, comma-separated (e.g. A3,C5)")
     conf.add_argument("--strict", action="store_true", help="SHOULD checks fail the run too")
     conf.add_argument("--out", type=Path, help="write conformance.json and junit.xml here")
     conf.add_argument(
         "--push-limit", type=int, default=12, help="D4: pushes per device per hour (default 12)"
     )
-    conf.add_argument("--wns-port", type=int, default=0, help="port of the fake WNS")
-    conf.add_argument("--idle-ms", type=int, default=50, help="see dmemu run --idle-ms")
-    conf.add_argument("--provider-id", default="dmemu", help="DMClient ProviderID")
-    _add_server_args(conf)
-    conf.add_argument("--quiet", action="store_true", help="no progress bar")
-    conf.add_argument("--log-level", default="warning", help="debug, info, warning or error")
 
     validate = sub.add_parser("validate", help="check scenario files; exit 2 listing every problem")
     validate.add_argument("scenarios", type=Path, nargs="+", help="scenario files (YAML)")
@@ -295,13 +289,11 @@ def _clock(args: argparse.Namespace) -> Clock:
 
 
 async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
+    from emulator.serving import stop_on_signal
     from emulator.tls import server_context
     from emulator.wns.server import start_wns
 
-    stop = asyncio.Event()  # handlers first: a stop signal during start-up is honoured too
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signal()  # first: a stop signal during start-up is honoured too
     clock = _clock(args)
     ssl_context, ca_file = None, None
     if args.tls:

@@ -1,11 +1,14 @@
 """Serving an aiohttp application on a real socket: the one way dmemu listens.
 
-Owns: runner set-up and clean-up on failure, learning the port when 0 was asked for, and the
-base URL (IPv6 hosts bracketed, https with a TLS context). Must not: build applications.
+Owns: runner set-up and clean-up on failure, learning the port when 0 was asked for, the
+base URL (IPv6 hosts bracketed, https with a TLS context), and stopping a standalone server
+on SIGINT/SIGTERM. Must not: build applications.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import ssl
 from dataclasses import dataclass
 
@@ -39,3 +42,12 @@ async def listen(
     scheme = "https" if ssl_context else "http"
     url_host = f"[{host}]" if ":" in host else host
     return Listening(runner, f"{scheme}://{url_host}:{actual}", actual)
+
+
+def stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (call it before start-up, from the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from emulator.conformance.evidence import Evidence
 from emulator.conformance.registry import Check, Verdict, ordered
+from emulator.reports.write import Case, junit_xml
 from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario.loader import load_scenario
 
@@ -140,22 +140,19 @@ def _one_line(item: dict[str, Any]) -> str:
 
 
 def junit(report: Report) -> str:
-    suite = TestSuite("dmemu-conformance")
+    """One test case per check; a SHOULD's warning fails only under ``--strict``."""
+    cases = []
     for c, v in report.rows:
-        case = TestCase(f"{c.name}: {c.title}", classname=f"conformance.{c.level}")
-        if v.status == "failed" or (v.status == "warning" and report.strict):
-            failure = Failure(v.reason)
-            failure.text = "\n".join(json.dumps(e, sort_keys=True) for e in v.evidence)
-            case.result = [failure]
-        elif v.status == "skipped":
-            case.result = [Skipped(v.reason)]
-        elif v.status == "warning":
-            case.system_out = f"warning (SHOULD): {v.reason}"
-        suite.add_testcase(case)
-    xml = JUnitXml()
-    xml.add_testsuite(suite)
-    raw: bytes = xml.tostring()  # type: ignore[no-untyped-call]
-    return raw.decode("utf-8")
+        failed = v.status == "failed" or (v.status == "warning" and report.strict)
+        outcome = "failed" if failed else "skipped" if v.status == "skipped" else "passed"
+        if failed:
+            details = "\n".join(json.dumps(e, sort_keys=True) for e in v.evidence)
+        else:
+            details = f"warning (SHOULD): {v.reason}" if v.status == "warning" else ""
+        cases.append(
+            Case(f"{c.name}: {c.title}", f"conformance.{c.level}", outcome, v.reason, details)
+        )
+    return junit_xml("dmemu-conformance", cases)
 
 
 def write_report(out: Path, report: Report) -> list[Path]:

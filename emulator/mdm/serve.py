@@ -9,9 +9,7 @@ Must not: hold protocol logic.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +17,7 @@ from urllib.parse import urlsplit
 from emulator.clock import Clock, iso
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, start_mdm
+from emulator.serving import stop_on_signal
 from emulator.wns.config import DEMO_APP
 from emulator.yamlconf import ConfigError
 
@@ -80,10 +79,7 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
 
 
 async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -> int:
-    stop = asyncio.Event()  # handlers first: a stop signal during start-up is honoured too
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signal()  # first: a stop signal during start-up is honoured too
     server = ReferenceServer(config, clock, db=args.db, wns_ca_file=args.wns_ca)
     try:
         running = await start_mdm(server, host=args.host, port=args.port)

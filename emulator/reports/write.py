@@ -1,17 +1,19 @@
 """Writing a run's files into ``--out DIR``: ``events.jsonl``, ``summary.json``,
 ``junit.xml`` (one test case per expectation, failures carrying their evidence).
 
-Owns: file formats and stable bytes (sorted keys, ISO time added beside ``t_ms``).
+Owns: file formats and stable bytes (sorted keys, ISO time added beside ``t_ms``), and the
+JUnit writer the conformance report uses too.
 Must not: compute figures (``summary.py``).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from junitparser import Failure, JUnitXml, TestCase, TestSuite
+from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from emulator.clock import iso
 
@@ -24,19 +26,51 @@ def event_lines(events: list[dict[str, Any]]) -> str:
     )
 
 
-def junit(summary: dict[str, Any], suite_name: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One JUnit test case: an expectation of a run, or a conformance check."""
+
+    name: str
+    classname: str
+    outcome: str = "passed"  # passed | failed | skipped
+    message: str = ""  # the failure's or skip's one line
+    details: str = ""  # a failure's evidence, or a passed case's system-out
+
+
+def junit_xml(suite_name: str, cases: list[Case]) -> str:
     suite = TestSuite(suite_name)
-    for verdict in summary["expectations"]:
-        case = TestCase(verdict["name"], classname=f"dmemu.{suite_name}")
-        if not verdict["passed"]:
-            failure = Failure(verdict["detail"])
-            failure.text = "\n".join(verdict["evidence"])
+    for c in cases:
+        case = TestCase(c.name, classname=c.classname)
+        if c.outcome == "failed":
+            failure = Failure(c.message)
+            failure.text = c.details
             case.result = [failure]
+        elif c.outcome == "skipped":
+            case.result = [Skipped(c.message)]
+        elif c.details:
+            case.system_out = c.details
         suite.add_testcase(case)
     xml = JUnitXml()
     xml.add_testsuite(suite)
     raw: bytes = xml.tostring()  # type: ignore[no-untyped-call]
     return raw.decode("utf-8")
+
+
+def junit(summary: dict[str, Any], suite_name: str) -> str:
+    """One test case per expectation of a run."""
+    return junit_xml(
+        suite_name,
+        [
+            Case(
+                v["name"],
+                f"dmemu.{suite_name}",
+                "passed" if v["passed"] else "failed",
+                v["detail"],
+                "" if v["passed"] else "\n".join(v["evidence"]),
+            )
+            for v in summary["expectations"]
+        ],
+    )
 
 
 def write_run(out: Path, events: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
