@@ -48,7 +48,6 @@ from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import Scenario
 from emulator.trap import Trap, TrapRequest
-from emulator.wns.config import parse_rate
 from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
@@ -119,7 +118,7 @@ class World:
             apps=(s.app,),
             seed=self.seed,
             renewal=s.wns_renewal,
-            rate_limit=parse_rate(s.wns_rate_limit) if s.wns_rate_limit else (600, 60_000),
+            rate_limit=s.wns_rate_limit,
             record_limit=RECORD_LIMIT,
         )
         external = o.server_url is not None
@@ -139,7 +138,7 @@ class World:
                 self.notes.append("no hooks file: timeline actions that ask the server are skipped")
             # anything the world did (a timer, a request WNS served) restarts the window
             window = IdleWindow(
-                o.idle_ms, lambda: self.wns.service.requests_served + self.clock_fired()
+                o.idle_ms, lambda: self.wns.service.requests_served + self.clock.fired
             )
             self.clock.add_quiet_check(window.settled)
         else:
@@ -180,9 +179,6 @@ class World:
         for device_id in self.fleet.devices:
             results.append(await self.hooks.call("register_device", device_id=device_id))
         return results
-
-    def clock_fired(self) -> int:
-        return self.clock.fired
 
     def populate(self) -> None:
         """Add every device and schedule its enrollment (spread over ``enroll_over``)."""
@@ -240,13 +236,12 @@ def _hook_failures(results: list[HookResult]) -> list[str]:
     ]
 
 
-def ordered_events(world: World) -> list[dict[str, Any]]:
+def ordered_events(world: World, channel_owner: dict[str, str]) -> list[dict[str, Any]]:
     """Device events and WNS requests in one list, ordered by (time, device, own order).
 
     Devices that act at the same virtual millisecond may finish their HTTP exchanges in any
     real order; sorting by device id within a millisecond makes the log the same every run.
     """
-    channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
     merged: list[dict[str, Any]] = list(world.events.records)
     for record in world.wns.service.records:
         if record.kind == "notify":
@@ -341,7 +336,9 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
                 await clock.sleep(end - clock.now())
         finally:
             progress.close()
-        events = ordered_events(world)
+        channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
+        events = ordered_events(world, channel_owner)
+        hook_results = registrations + timeline.hook_results
         return RunResult(
             scenario=scenario,
             seed=world.seed,
@@ -352,12 +349,10 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             devices=dict(world.fleet.devices),
             group_of=world.group_of,
             wall_s=wall_seconds() - started,
-            notes=world.notes
-            + timeline.notes
-            + _hook_failures(registrations + timeline.hook_results),
+            notes=world.notes + timeline.notes + _hook_failures(hook_results),
             exchanges=world.recorder.exchanges if world.recorder else [],
             wns_records=list(world.wns.service.records),
             trap_requests=list(world.trap.requests) if world.trap else [],
-            hook_results=registrations + timeline.hook_results,
-            channel_owner={c.id: c.device_id for c in world.wns.service.registry.by_id.values()},
+            hook_results=hook_results,
+            channel_owner=channel_owner,
         )

@@ -9,12 +9,11 @@ ChannelURI outside the trusted WNS domain is caught with the request as evidence
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
 from emulator.clock import Clock
-from emulator.logs import redact_authorization
+from emulator.logs import redact
 from emulator.serving import listen
 
 MAX_BODY = 64 * 1024
@@ -28,15 +27,6 @@ class TrapRequest:
     headers: dict[str, str]  # Authorization redacted
     body_bytes: int
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "t_ms": self.t_ms,
-            "method": self.method,
-            "target": self.target,
-            "headers": self.headers,
-            "body_bytes": self.body_bytes,
-        }
-
 
 class Trap:
     def __init__(self, clock: Clock) -> None:
@@ -48,10 +38,7 @@ class Trap:
     async def _record(self, request: web.Request) -> web.Response:
         with self.clock.busy():
             body = await request.content.read(MAX_BODY)
-            headers = {
-                k: redact_authorization(v) if k.lower() == "authorization" else v
-                for k, v in request.headers.items()
-            }
+            headers = redact(dict(request.headers))
             self.requests.append(
                 TrapRequest(self.clock.now(), request.method, request.path_qs, headers, len(body))
             )

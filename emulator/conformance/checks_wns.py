@@ -6,7 +6,6 @@ trap listener) recorded; see ``conformance.md`` for the rules.
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from urllib.parse import parse_qs
 
 from emulator.clock import HOUR, MINUTE, SECOND, iso
@@ -21,13 +20,6 @@ TOKEN_LIFE_SLACK = 60 * MINUTE  # a token refreshed within an hour of its 24 h e
 def _header(record: RequestRecord, name: str) -> str | None:
     lower = name.lower()
     return next((v for k, v in record.headers.items() if k.lower() == lower), None)
-
-
-def _by_target(ev: Evidence) -> dict[str, list[RequestRecord]]:
-    out: dict[str, list[RequestRecord]] = defaultdict(list)
-    for r in ev.notifies:
-        out[r.target].append(r)
-    return out
 
 
 # -- A. WNS authentication --------------------------------------------------------------------
@@ -107,7 +99,7 @@ def token_refresh_once(ev: Evidence) -> Verdict:
     if not any(r.status == 401 for r in ev.notifies):
         return skipped("no push was answered 401")
     bad = []
-    for target, records in _by_target(ev).items():
+    for target, records in ev.by_target.items():
         run: list[RequestRecord] = []
         for r in records:
             if r.status != 401:
@@ -267,7 +259,7 @@ def _after(records: list[RequestRecord], i: int) -> list[RequestRecord]:
 )
 def throttle_406(ev: Evidence) -> Verdict:
     bad, seen = [], 0
-    for records in _by_target(ev).values():
+    for records in ev.by_target.values():
         for i, r in enumerate(records):
             if r.status != 406:
                 continue
@@ -299,7 +291,7 @@ def throttle_406(ev: Evidence) -> Verdict:
 )
 def unavailable_503(ev: Evidence) -> Verdict:
     bad, seen = [], 0
-    for records in _by_target(ev).values():
+    for records in ev.by_target.values():
         for i, r in enumerate(records):
             if r.status not in (500, 503):
                 continue
@@ -330,7 +322,7 @@ def unavailable_503(ev: Evidence) -> Verdict:
 )
 def no_blind_retry(ev: Evidence) -> Verdict:
     bad, seen = [], 0
-    for target, records in _by_target(ev).items():
+    for target, records in ev.by_target.items():
         device = ev.reported.get(target)
         asks = ev.hooks_for(device, "push") if device else []
         for i, r in enumerate(records):
@@ -363,7 +355,7 @@ def no_blind_retry(ev: Evidence) -> Verdict:
 def push_rate(ev: Evidence) -> Verdict:
     limit = ev.push_limit
     bad = []
-    for records in _by_target(ev).values():
+    for records in ev.by_target.values():
         ok = [r for r in records if r.status == 200]
         for i, r in enumerate(ok):
             window = [x for x in ok[i:] if x.t_ms < r.t_ms + HOUR]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from emulator.clock import iso
 from emulator.device.recording import Exchange
@@ -45,6 +46,10 @@ class Evidence:
         self.group_of = result.group_of
         self.profile_of = {d: dev.group.profile.name for d, dev in result.devices.items()}
         self.notifies = [r for r in result.wns_records if r.kind == "notify"]
+        #: the pushes to each ChannelURI (path and query, as posted), in order
+        self.by_target: dict[str, list[RequestRecord]] = defaultdict(list)
+        for r in self.notifies:
+            self.by_target[r.target].append(r)
         self.tokens = [r for r in result.wns_records if r.kind == "token"]
         self.trap = result.trap_requests
         self.app = result.scenario.app
@@ -91,9 +96,8 @@ class Evidence:
 
 def _path_query(uri: str) -> str:
     """``http://host:port/?token=x`` -> ``/?token=x`` (what a WNS request's target holds)."""
-    rest = uri.split("://", 1)[-1]
-    slash = rest.find("/")
-    return rest[slash:] if slash >= 0 else "/"
+    parts = urlsplit(uri)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def request_item(ev: Evidence, record: RequestRecord, rule: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from emulator.scenario.model import Event, Target
 if TYPE_CHECKING:
     from emulator.runner import World
 
-SERVER_ACTIONS = {"push": "push", "queue_command": "queue_command"}
+SERVER_ACTIONS = ("push", "queue_command")  # each asked of the server by the hook of its name
 
 
 class Timeline:
@@ -65,7 +65,7 @@ class Timeline:
 
     async def _ask_server(self, event: Event, devices: list[Device]) -> None:
         hooks = self.world.hooks
-        hook = SERVER_ACTIONS[event.action]
+        hook = event.action
         if hooks is None or not hooks.has(hook):
             note = f"line {event.line}: {event.action} skipped (no hook: {hook})"
             if note not in self.notes:

@@ -27,6 +27,7 @@ from emulator.device.agent import DeviceGroup
 from emulator.device.power import MB, NETWORK_PATTERNS, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
 from emulator.scenario.model import Event, Expectation, GroupSpec, Scenario, Target
+from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.config import DEMO_APP, normalize_sid, parse_rate
 from emulator.wns.models import App
 from emulator.yamlconf import ConfigError, locate, parse_duration, read_yaml
@@ -173,9 +174,10 @@ class _Checker:
         if "app" in wns:
             spec = wns["app"]
             app = App(normalize_sid(spec["sid"]), spec["secret"], spec["pfn"])
+        rate_limit: tuple[int, int] | None = DEFAULT_RATE_LIMIT
         if "rate_limit" in wns:
             try:
-                parse_rate(wns["rate_limit"])
+                rate_limit = parse_rate(wns["rate_limit"])
             except ValueError as exc:
                 self.fail(("wns", "rate_limit"), str(exc))
         groups = self._groups(data["fleet"])
@@ -203,7 +205,7 @@ class _Checker:
             timeline=tuple(timeline),
             expectations=tuple(expectations),
             wns_renewal=wns.get("renewal", "new"),
-            wns_rate_limit=wns.get("rate_limit"),
+            wns_rate_limit=rate_limit,
             push_rate=int(server.get("push_rate", 12)),
             push_ttl_s=None if ttl is None else max(1, parse_duration(ttl) // 1000),
         )

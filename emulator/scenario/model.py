@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.device.agent import DeviceGroup
+from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.models import App
 
 
@@ -79,7 +80,7 @@ class Scenario:
     timeline: tuple[Event, ...]  # ordered by time, then by position in the file
     expectations: tuple[Expectation, ...]
     wns_renewal: str = "new"
-    wns_rate_limit: str | None = None
+    wns_rate_limit: tuple[int, int] | None = DEFAULT_RATE_LIMIT  # per channel; None: unlimited
     push_rate: int = 12
     push_ttl_s: int | None = None
 

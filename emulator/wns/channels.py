@@ -35,6 +35,7 @@ from emulator.wns.models import App, Channel, Delivery, Endpoint, Push
 
 DEFAULT_CHANNEL_TTL_MS = 30 * DAY  # [PUSH] "only valid for 30 days"
 DEFAULT_CACHE_PERIOD_MS = 30 * DAY  # section 0: "a reasonable period", default 30 days
+DEFAULT_RATE_LIMIT = (600, 60_000)  # per channel: pushes per window ms (section 0 decision)
 CONNECTION_STATES = ("connected", "disconnected", "tempdisconnected")
 DELIVERED_HISTORY = 100  # deliveries kept per channel for inspection
 

@@ -28,6 +28,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.models import App
 from emulator.wns.service import WnsConfig
 from emulator.yamlconf import parse_duration
@@ -106,7 +107,7 @@ class WnsFile(BaseModel):
     channel_ttl: Duration = Field(default=parse_duration("30d"), gt=0)
     cache_period: Duration = Field(default=parse_duration("30d"), ge=0)
     renewal: Literal["new", "extend"] = "new"
-    rate_limit: Annotated[tuple[int, int] | None, BeforeValidator(parse_rate)] = (600, 60_000)
+    rate_limit: Annotated[tuple[int, int] | None, BeforeValidator(parse_rate)] = DEFAULT_RATE_LIMIT
     seed: int = 0
     base_url: str | None = None
     record_limit: int = Field(default=10_000, ge=0, le=10_000_000)

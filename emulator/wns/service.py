@@ -24,6 +24,7 @@ from emulator.logs import get_logger
 from emulator.wns.channels import (
     DEFAULT_CACHE_PERIOD_MS,
     DEFAULT_CHANNEL_TTL_MS,
+    DEFAULT_RATE_LIMIT,
     ChannelRefused,
     ChannelRegistry,
 )
@@ -74,7 +75,7 @@ class WnsConfig:
     channel_ttl_ms: int = DEFAULT_CHANNEL_TTL_MS  # 30 days [PUSH]
     cache_period_ms: int = DEFAULT_CACHE_PERIOD_MS  # offline cache lifetime (section 0)
     renewal: str = "new"  # "new" URI on renewal, or "extend" the same URI
-    rate_limit: tuple[int, int] | None = (600, 60_000)  # per channel: pushes per window ms
+    rate_limit: tuple[int, int] | None = DEFAULT_RATE_LIMIT  # per channel: pushes per window ms
     record_limit: int = 10_000  # requests kept for inspection (oldest dropped first)
     blocked_pfns: tuple[str, ...] = ()
 
