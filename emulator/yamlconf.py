@@ -106,10 +106,8 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     bounded. Returns the data and its node graph (for :func:`locate`)."""
     name = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(name, None, None, f"larger than {MAX_CONFIG_BYTES} bytes")
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # never more than one byte past the limit
     except OSError as exc:
         raise ConfigError(name, None, None, f"cannot read: {exc.strerror}") from None
     if len(raw) > MAX_CONFIG_BYTES:
