@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from emulator.clock import http_date
+from emulator.clock import Clock, http_date
 from emulator.control.keys import CLOCK
 from emulator.logs import get_logger
 
@@ -81,12 +81,18 @@ def json_crash() -> web.Response:
     return json_response({"error": "internal emulator error (see its log)", "details": []}, 500)
 
 
-def guard(handler: Handler, crash: Callable[[], web.Response] = json_crash) -> Handler:
-    """Wrap a route: clock busy while serving, emulated Date, no traceback ever escapes."""
+def guard(
+    handler: Handler, crash: Callable[[], web.Response] = json_crash, clock: Clock | None = None
+) -> Handler:
+    """Wrap a route: clock busy while serving, emulated Date, no traceback ever escapes.
+
+    ``clock``: the application's clock, for hot routes that should not look it up per request.
+    """
+    bound = clock
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
-        clock = request.app[CLOCK]
+        clock = bound or request.app[CLOCK]
         with clock.busy():
             try:
                 response = await handler(request)

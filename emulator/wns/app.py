@@ -17,7 +17,7 @@ from aiohttp import web
 from emulator.clock import Clock
 from emulator.control import add_control_routes
 from emulator.control.common import guard, read_body
-from emulator.control.keys import CLOCK, HELD_HEADER, WNS
+from emulator.control.keys import HELD_HEADER
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
 from emulator.wns.service import Exchange, WnsService
@@ -31,8 +31,11 @@ READ_LIMIT = 64 * 1024
 def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
     """The fake WNS as an aiohttp application, with its ``/_emulator`` control API."""
     app = web.Application(client_max_size=READ_LIMIT)
-    app.router.add_route("*", "/", guard(notify_endpoint, _crash))  # the hot path, first
-    app.router.add_route("*", "/accesstoken.srf", guard(token_endpoint, _crash))
+    endpoints = _Endpoints(service, clock)
+    # The hot path first; both routes are bound to their service and clock, so a request
+    # does not look them up in the application.
+    app.router.add_route("*", "/", guard(endpoints.notify, _crash, clock))
+    app.router.add_route("*", "/accesstoken.srf", guard(endpoints.token, _crash, clock))
     add_control_routes(app, clock, wns=service)
     return app
 
@@ -43,99 +46,108 @@ def _crash() -> web.Response:
     )
 
 
-async def _conclude(
-    request: web.Request,
-    kind: str,
-    body: bytes,
-    status: int,
-    ex: Exchange,
-    headers: dict[str, str],
-    now: int,
-) -> None:
-    """Wait out injected latency on the emulated clock, then record the exchange.
-
-    While waiting, an in-world client's hold is released too (see ``Scheduler.parked``).
-    """
-    if ex.latency_ms:
-        held = 1 if request.headers.get(HELD_HEADER) == "1" else 0
-        await request.app[CLOCK].sleep(ex.latency_ms, peer_units=held)
-    request.app[WNS].record(
-        kind=kind,
-        method=request.method,
-        target=request.raw_path,
-        headers=request.headers,
-        body=body,
-        status=status,
-        ex=ex,
-        response_headers=headers,
-        now=now,
-    )
-
-
 def _chunked(request: web.Request) -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-async def notify_endpoint(request: web.Request) -> web.Response:
-    service, clock = request.app[WNS], request.app[CLOCK]
-    ex = Exchange()
-    body, too_big = await read_body(request, READ_LIMIT)
-    now = clock.now()
-    headers: dict[str, str]
-    try:
-        if too_big:
-            ex.channel = None
-            raise PayloadTooLarge(
-                f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
+class _Endpoints:
+    """``POST <ChannelURI>`` and ``POST /accesstoken.srf`` of one fake WNS."""
+
+    __slots__ = ("clock", "service")
+
+    def __init__(self, service: WnsService, clock: Clock) -> None:
+        self.service = service
+        self.clock = clock
+
+    async def notify(self, request: web.Request) -> web.Response:
+        ex = Exchange()
+        body, too_big = await read_body(request, READ_LIMIT)
+        now = self.clock.now()
+        headers: dict[str, str]
+        try:
+            if too_big:
+                ex.channel = None
+                raise PayloadTooLarge(
+                    f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
+                )
+            self.service.notify(
+                request.method,
+                request.raw_path.partition("?")[2],
+                request.headers.items(),
+                body,
+                declared_length=request.content_length,
+                chunked=_chunked(request),
+                now=now,
+                ex=ex,
             )
-        service.notify(
-            request.method,
-            request.raw_path.partition("?")[2],
-            request.headers.items(),
-            body,
-            declared_length=request.content_length,
-            chunked=_chunked(request),
-            now=now,
-            ex=ex,
+            status = 200
+            headers = ex.extra
+        except NotifyError as err:
+            status = err.status
+            headers = {"X-WNS-Error-Description": err.description, **err.extra_headers()}
+            if err.wns_status:
+                headers["X-WNS-Status"] = headers["X-WNS-NotificationStatus"] = err.wns_status
+            ex.outcome = err.wns_status or f"error: {err.description}"
+        headers["X-WNS-Debug-Trace"] = ex.debug_trace
+        headers["MS-CV"] = ex.ms_cv
+        await self._conclude(request, "notify", body, status, ex, headers, now)
+        return web.Response(status=status, headers=headers)
+
+    async def token(self, request: web.Request) -> web.Response:
+        service = self.service
+        ex = Exchange()
+        body, too_big = await read_body(request, MAX_FORM_BYTES)
+        now = self.clock.now()
+        try:
+            if too_big:
+                raise OAuthError("invalid_request", f"request body exceeds {MAX_FORM_BYTES} bytes")
+            token = service.token(
+                request.method, request.headers.get("Content-Type"), body, now, ex
+            )
+            status = 200
+            payload = {
+                "access_token": token.value,
+                "token_type": "bearer",  # [WNSHDR] "Always returned as bearer"
+                "expires_in": service.tokens.expires_in_s(token, now),
+            }
+        except OAuthError as err:
+            status = err.status
+            payload = {"error": err.error, "error_description": err.description}
+            ex.outcome = f"error: {err.error}"
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
+        await self._conclude(request, "token", body, status, ex, headers, now)
+        return web.Response(
+            status=status,
+            headers=headers,
+            body=json.dumps(payload).encode("utf-8"),
+            content_type="application/json",
         )
-        status = 200
-        headers = ex.extra
-    except NotifyError as err:
-        status = err.status
-        headers = {"X-WNS-Error-Description": err.description, **err.extra_headers()}
-        if err.wns_status:
-            headers["X-WNS-Status"] = headers["X-WNS-NotificationStatus"] = err.wns_status
-        ex.outcome = err.wns_status or f"error: {err.description}"
-    headers["X-WNS-Debug-Trace"] = ex.debug_trace
-    headers["MS-CV"] = ex.ms_cv
-    await _conclude(request, "notify", body, status, ex, headers, now)
-    return web.Response(status=status, headers=headers)
 
+    async def _conclude(
+        self,
+        request: web.Request,
+        kind: str,
+        body: bytes,
+        status: int,
+        ex: Exchange,
+        headers: dict[str, str],
+        now: int,
+    ) -> None:
+        """Wait out injected latency on the emulated clock, then record the exchange.
 
-async def token_endpoint(request: web.Request) -> web.Response:
-    service, clock = request.app[WNS], request.app[CLOCK]
-    ex = Exchange()
-    body, too_big = await read_body(request, MAX_FORM_BYTES)
-    now = clock.now()
-    try:
-        if too_big:
-            raise OAuthError("invalid_request", f"request body exceeds {MAX_FORM_BYTES} bytes")
-        token = service.token(request.method, request.headers.get("Content-Type"), body, now, ex)
-        status = 200
-        payload = {
-            "access_token": token.value,
-            "token_type": "bearer",  # [WNSHDR] "Always returned as bearer"
-            "expires_in": service.tokens.expires_in_s(token, now),
-        }
-    except OAuthError as err:
-        status = err.status
-        payload = {"error": err.error, "error_description": err.description}
-        ex.outcome = f"error: {err.error}"
-    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
-    await _conclude(request, "token", body, status, ex, headers, now)
-    return web.Response(
-        status=status,
-        headers=headers,
-        body=json.dumps(payload).encode("utf-8"),
-        content_type="application/json",
-    )
+        While waiting, an in-world client's hold is released too (see ``Scheduler.parked``).
+        """
+        if ex.latency_ms:
+            held = 1 if request.headers.get(HELD_HEADER) == "1" else 0
+            await self.clock.sleep(ex.latency_ms, peer_units=held)
+        self.service.record(
+            kind=kind,
+            method=request.method,
+            target=request.raw_path,
+            headers=request.headers,
+            body=body,
+            status=status,
+            ex=ex,
+            response_headers=headers,
+            now=now,
+        )

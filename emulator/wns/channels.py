@@ -26,7 +26,6 @@ import base64
 import math
 import random
 from collections.abc import Iterable
-from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from emulator.clock import DAY, SECOND
@@ -47,16 +46,6 @@ class ChannelRefused(Exception):
         super().__init__(f"PFN {pfn!r} refused: {reason}")
         self.pfn = pfn
         self.reason = reason  # "unknown_pfn" | "blocked_pfn"
-
-
-class Accepted(NamedTuple):
-    """What happened to a push WNS accepted (a NamedTuple: built on every push)."""
-
-    wns_status: str  # "received" or "dropped" (X-WNS-Status) [WNSHDR]
-    connection: str  # X-WNS-DeviceConnectionStatus value [WNSHDR]
-    how: str  # "live" | "cached" | "dropped"
-    description: str | None  # X-WNS-Error-Description when dropped
-    delivery: Delivery | None  # live delivery to hand to the subscriber
 
 
 def token_from_query(raw_query: str) -> str | None:
@@ -202,22 +191,22 @@ class ChannelRegistry:
                 retry_after_s=wait_s,
             )
 
-    def accept(self, channel: Channel, push: Push, now: int) -> Accepted:
-        """Deliver live, cache, or drop a push that passed every check."""
+    def accept(self, channel: Channel, push: Push, now: int) -> tuple[str, str, Delivery | None]:
+        """Deliver live, cache, or drop a push that passed every check.
+
+        Returns (how: "live" | "cached" | "dropped", the device's connection status, the live
+        delivery to hand to its subscriber). Toasts are never cached [WNSOV].
+        """
         if self.rate_limit is not None:
             channel.recent.append(now)
         endpoint = self.endpoint(channel.device_id)
-        if endpoint.status == "connected":
-            delivery = self._delivered(channel, push, now, "live")
-            return Accepted("received", endpoint.status, "live", None, delivery)
+        status = endpoint.status
+        if status == "connected":
+            return "live", status, self._delivered(channel, push, now, "live")
         if push.cache:
             channel.cached[push.wns_type] = push  # the newest replaces the older [RAW]
-            return Accepted("received", endpoint.status, "cached", None, None)
-        if push.wns_type == "wns/toast":
-            why = "Device is offline; toast notifications are not stored."
-        else:
-            why = "Device is offline and X-WNS-Cache-Policy is no-cache"  # [WASDK-3677]
-        return Accepted("dropped", endpoint.status, "dropped", why, None)
+            return "cached", status, None
+        return "dropped", status, None
 
     def _delivered(self, channel: Channel, push: Push, now: int, via: str) -> Delivery:
         delivery = Delivery(push=push, delivered_ms=now, via=via)

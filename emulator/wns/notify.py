@@ -1,7 +1,7 @@
 """Validation of a notification POST's headers and body ([WNSHDR] section 2.4).
 
 Owns: turning the request line, headers and body of ``POST <ChannelURI>`` into a checked
-:class:`Notification`, or raising the exact protocol error the real service would give.
+:class:`Rules` verdict, or raising the exact protocol error the real service would give.
 Must not: look up channels or tokens, or do I/O. Headers arrive as ``(name, value)`` pairs
 (multidict's ``items()``, which aiohttp uses, keeps repeats); :func:`collect` reads the ones
 WNS cares about in one pass, so the hot path does not scan the headers once per rule.
@@ -40,29 +40,46 @@ SINGLE = (
 )
 
 
-#: Every header a rule reads, lower-cased.
-WATCHED = frozenset({n.lower() for n in SINGLE} | {"x-wns-match", "x-wns-suppresspopup", "ms-cv"})
+#: Header names whose values are judged by the header rules, lower-cased (the verdict is
+#: memoized on them; Authorization and MS-CV are read apart and never enter the memo).
+RULED = frozenset(
+    {n.lower() for n in SINGLE if n != "Authorization"} | {"x-wns-match", "x-wns-suppresspopup"}
+)
 
-Found = dict[str, list[str]]  # lower-cased header name -> its values, in order
+
+class Collected(NamedTuple):
+    """The headers a notification's judges read, gathered in one pass."""
+
+    ruled: dict[str, str]  # lower-cased RULED name -> its first value, in request order
+    authorization: str | None  # first Authorization value
+    ms_cv: str | None  # first MS-CV value (repeats are allowed and ignored)
+    repeated: str | None  # lower-cased name of the first once-only header sent twice
 
 
-def collect(pairs: Iterable[tuple[str, str]]) -> Found:
+def collect(pairs: Iterable[tuple[str, str]]) -> Collected:
     """The watched headers of a request, in one pass over its ``(name, value)`` pairs."""
-    found: Found = {}
+    ruled: dict[str, str] = {}
+    authorization = ms_cv = repeated = None
     for name, value in pairs:
         key = name.lower()
-        if key in WATCHED:
-            values = found.get(key)
-            if values is None:
-                found[key] = [value]
-            else:
-                values.append(value)
-    return found
+        if key in RULED:
+            if key not in ruled:
+                ruled[key] = value
+            elif repeated is None:
+                repeated = key
+        elif key == "authorization":
+            if authorization is None:
+                authorization = value
+            elif repeated is None:
+                repeated = key
+        elif key == "ms-cv" and ms_cv is None:
+            ms_cv = value
+    return Collected(ruled, authorization, ms_cv, repeated)
 
 
-class Notification(NamedTuple):
-    """A notification request that passed every header and body rule (a NamedTuple: it is
-    built on every push, and frozen dataclasses are several times slower to construct)."""
+class Rules(NamedTuple):
+    """The verdict of the header rules for a notification that passed them (memoized: one
+    instance per distinct set of header values)."""
 
     wns_type: str  # one of TYPES
     cache: bool  # resolved cache policy
@@ -70,7 +87,6 @@ class Notification(NamedTuple):
     request_status: bool  # X-WNS-RequestForStatus: answer with X-WNS-DeviceConnectionStatus
     priority: int  # 1..4
     tag: str | None  # X-WNS-Tag (tiles only)
-    payload: bytes
 
 
 def check_method(method: str) -> None:
@@ -81,40 +97,19 @@ def check_method(method: str) -> None:
         )
 
 
-def first(found: Found, name: str) -> str | None:
-    """The first value of header ``name`` (lower-case), or None."""
-    values = found.get(name)
-    return values[0] if values else None
-
-
-def _one(found: Found, name: str) -> str | None:
-    values = found.get(name.lower())
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadRequest(f"The {name} header appears more than once.")
-    return values[0].strip()
-
-
-def _media_type(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
-
-
 def parse_notification(
-    headers: Found, body: bytes, *, declared_length: int | None, chunked: bool
-) -> Notification:
+    headers: Collected, body: bytes, *, declared_length: int | None, chunked: bool
+) -> Rules:
     """Check every header rule of [WNSHDR] 2.4 and the payload rules; raise 400/413."""
-    for name, values in headers.items():
-        if len(values) > 1 and name != "ms-cv":
-            _one(headers, name)  # raises: a header that may appear once appeared twice
+    if headers.repeated is not None:
+        raise BadRequest(f"The {headers.repeated} header appears more than once.")
     if chunked:
         raise BadRequest("Chunked transfer encoding is not supported; send Content-Length.")
     if declared_length is None:
         raise BadRequest("The Content-Length header is required.")
-    rules = _header_rules(headers)
+    rules = _header_rules(headers.ruled)
     if isinstance(rules, str):
         raise BadRequest(rules)
-    wns_type, cache, ttl_s, request_status, priority, tag = rules
     if declared_length > RAW_LIMIT_BYTES or len(body) > RAW_LIMIT_BYTES:
         raise PayloadTooLarge(
             f"The notification payload exceeds the {RAW_LIMIT_BYTES} byte size limit."
@@ -122,26 +117,24 @@ def parse_notification(
     if not body:
         # [RAW] the payload "must not be an empty string"; section 0: empty body -> 400.
         raise BadRequest("The notification payload must not be empty.")
+    return rules
 
-    return Notification(wns_type, cache, ttl_s, request_status, priority, tag, body)
 
-
-Rules = tuple[str, bool, int | None, bool, int, str | None]
 _RULES_MEMO: dict[tuple[tuple[str, str], ...], Rules | str] = {}
 _RULES_MEMO_SIZE = 512
 
 
-def _header_rules(headers: Found) -> Rules | str:
+def _header_rules(ruled: dict[str, str]) -> Rules | str:
     """The header verdict: the parsed rules, or the 400 description.
 
-    A pure function of the watched header values (Authorization and MS-CV aside), memoized:
-    a sender repeats the same headers on every push, so the hot path skips re-validation.
+    A pure function of the ruled header values, memoized: a sender repeats the same headers
+    on every push, so the hot path skips re-validation.
     """
-    key = tuple((name, values[0]) for name, values in headers.items() if name not in _NOT_RULES)
+    key = tuple(ruled.items())
     verdict = _RULES_MEMO.get(key)
     if verdict is None:
         try:
-            verdict = _check_rules(headers)
+            verdict = _check_rules(ruled)
         except BadRequest as err:
             verdict = err.description
         if len(_RULES_MEMO) >= _RULES_MEMO_SIZE:
@@ -150,10 +143,16 @@ def _header_rules(headers: Found) -> Rules | str:
     return verdict
 
 
-_NOT_RULES = frozenset({"authorization", "ms-cv"})
+def _one(ruled: dict[str, str], name: str) -> str | None:
+    value = ruled.get(name.lower())
+    return None if value is None else value.strip()
 
 
-def _check_rules(headers: Found) -> Rules:
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _check_rules(headers: dict[str, str]) -> Rules:
     wns_type = (_one(headers, "X-WNS-Type") or "").lower()
     if not wns_type:
         raise BadRequest("The X-WNS-Type header is required.")
@@ -219,4 +218,4 @@ def _check_rules(headers: Found) -> Rules:
             raise BadRequest(f"X-WNS-PRIORITY {prio!r} is invalid; use 1, 2, 3 or 4.")
         priority = int(prio)
 
-    return wns_type, cache, ttl_s, request_status, priority, tag
+    return Rules(wns_type, cache, ttl_s, request_status, priority, tag)

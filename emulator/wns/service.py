@@ -45,10 +45,13 @@ from emulator.wns.models import (
     Push,
     RequestRecord,
 )
-from emulator.wns.notify import Found, check_method, collect, first, parse_notification
+from emulator.wns.notify import check_method, collect, parse_notification
 from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
 
 Subscriber = Callable[[Channel, Delivery], None]
+
+#: X-WNS-Status of an accepted push, by what WNS did with it [WNSHDR].
+ACCEPTED_STATUS = {"live": "received", "cached": "received", "dropped": "dropped"}
 
 #: Descriptions for injected statuses, in the words of [WNSHDR] 2.6.
 FAULT_TEXT = {
@@ -182,22 +185,20 @@ class WnsService:
         now: int,
         ex: Exchange,
     ) -> Push:
-        """``POST <ChannelURI>`` [WNSHDR] 2.4-2.6; raises a :class:`NotifyError`."""
+        """``POST <ChannelURI>`` [WNSHDR] 2.4-2.6; raises a :class:`NotifyError`.
+
+        Every accepted push is in :attr:`records` (with its Msg-ID and outcome), so it is not
+        logged again here: this is the hot path of every sender.
+        """
         found = collect(headers)
-        self._start(ex, first(found, "ms-cv"))
+        self._start(ex, found.ms_cv)
         check_method(method)
         channel = self.registry.find_by_query(raw_query)
         ex.channel = channel
         ex.sid = channel.sid if channel else None
-        latency, fault = self.faults.take("notify", ex.sid, channel.id if channel else None)
-        ex.latency_ms = latency
-        if fault is not None and fault.status is not None:
-            raise InjectedFault(
-                fault.status,
-                fault.description or FAULT_TEXT.get(fault.status, "Injected fault."),
-                retry_after_s=fault.retry_after_s,
-            )
-        token = self._authenticate(found, now)
+        if self.faults.faults:
+            self._take_fault(ex, channel)
+        token = self._authenticate(found.authorization, now)
         if channel is None:
             raise ChannelNotFound("The channel URI is not valid or is not recognized by WNS.")
         if token.sid != channel.sid:
@@ -206,43 +207,51 @@ class WnsService:
                 "the access token belongs to another app."
             )
         self.registry.check_usable(channel, now)
-        note = parse_notification(found, body, declared_length=declared_length, chunked=chunked)
+        rules = parse_notification(found, body, declared_length=declared_length, chunked=chunked)
         self.registry.check_rate(channel, now)
+        ttl_s = rules.ttl_s
         push = Push(
-            msg_id=self._msg_id(),
-            wns_type=note.wns_type,
-            payload=note.payload,
-            received_ms=now,
-            cache=note.cache,
-            expires_ms=None if note.ttl_s is None else now + note.ttl_s * 1000,
-            priority=note.priority,
+            self._msg_id(),
+            rules.wns_type,
+            body,
+            now,
+            rules.cache,
+            None if ttl_s is None else now + ttl_s * 1000,
+            rules.priority,
         )
-        accepted = self.registry.accept(channel, push, now)
+        how, connection, delivery = self.registry.accept(channel, push, now)
         ex.msg_id = push.msg_id
-        ex.outcome = accepted.wns_status if accepted.how != "cached" else "cached"
-        ex.extra["X-WNS-Msg-ID"] = push.msg_id  # [WNSHDR][QS]
-        ex.extra["X-WNS-Status"] = accepted.wns_status
-        ex.extra["X-WNS-NotificationStatus"] = accepted.wns_status  # older name, section 0
-        if accepted.description:
-            ex.extra["X-WNS-Error-Description"] = accepted.description
-        if note.request_status:
-            ex.extra["X-WNS-DeviceConnectionStatus"] = accepted.connection
-        self.log.debug(
-            "wns.push_accepted",
-            channel_id=channel.id,
-            device_id=channel.device_id,
-            msg_id=push.msg_id,
-            how=accepted.how,
-        )
-        if accepted.delivery is not None:
-            self._hand_over(channel, accepted.delivery)
+        ex.outcome = how if how == "cached" else ACCEPTED_STATUS[how]
+        extra = ex.extra
+        extra["X-WNS-Msg-ID"] = push.msg_id  # [WNSHDR][QS]
+        extra["X-WNS-Status"] = extra["X-WNS-NotificationStatus"] = ACCEPTED_STATUS[how]
+        if how == "dropped":
+            extra["X-WNS-Error-Description"] = (
+                "Device is offline; toast notifications are not stored."
+                if push.wns_type == "wns/toast"
+                else "Device is offline and X-WNS-Cache-Policy is no-cache"  # [WASDK-3677]
+            )
+        if rules.request_status:
+            extra["X-WNS-DeviceConnectionStatus"] = connection
+        if delivery is not None:
+            self._hand_over(channel, delivery)
         return push
 
-    def _authenticate(self, headers: Found, now: int) -> AccessToken:
-        values = headers.get("authorization")
-        if not values:
+    def _take_fault(self, ex: Exchange, channel: Channel | None) -> None:
+        """Apply the injected faults matching this notification: latency, then a status."""
+        latency, fault = self.faults.take("notify", ex.sid, channel.id if channel else None)
+        ex.latency_ms = latency
+        if fault is not None and fault.status is not None:
+            raise InjectedFault(
+                fault.status,
+                fault.description or FAULT_TEXT.get(fault.status, "Injected fault."),
+                retry_after_s=fault.retry_after_s,
+            )
+
+    def _authenticate(self, authorization: str | None, now: int) -> AccessToken:
+        if not authorization:
             raise Unauthorized("The Authorization header is missing.", token_presented=False)
-        scheme, _, credential = values[0].strip().partition(" ")
+        scheme, _, credential = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
         credential = credential.strip()
