@@ -289,7 +289,7 @@ def _clock(args: argparse.Namespace) -> Clock:
 
 
 async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
-    from emulator.serving import stop_on_signal
+    from emulator.serving import settled_heap, stop_on_signal
     from emulator.tls import server_context
     from emulator.wns.server import start_wns
 
@@ -331,7 +331,8 @@ async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
             )
         )
     print("\n".join(lines), flush=True)
-    await stop.wait()
+    with settled_heap():
+        await stop.wait()
     await wns.stop()
     print("dmemu wns stopped", flush=True)
     return 0

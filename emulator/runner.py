@@ -47,6 +47,7 @@ from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import Scenario
+from emulator.serving import settled_heap
 from emulator.trap import Trap, TrapRequest
 from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
@@ -330,10 +331,11 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             progress.tick()
         end = scenario.start_ms + scenario.duration_ms
         try:
-            if isinstance(clock, VirtualClock):
-                await clock.run_async(end)
-            else:
-                await clock.sleep(end - clock.now())
+            with settled_heap():  # a big fleet is built once, then runs for many rounds
+                if isinstance(clock, VirtualClock):
+                    await clock.run_async(end)
+                else:
+                    await clock.sleep(end - clock.now())
         finally:
             progress.close()
         channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}

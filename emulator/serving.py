@@ -1,15 +1,19 @@
 """Serving an aiohttp application on a real socket: the one way dmemu listens.
 
 Owns: runner set-up and clean-up on failure, learning the port when 0 was asked for, the
-base URL (IPv6 hosts bracketed, https with a TLS context), and stopping a standalone server
-on SIGINT/SIGTERM. Must not: build applications.
+base URL (IPv6 hosts bracketed, https with a TLS context), stopping a standalone server
+on SIGINT/SIGTERM, and settling a long-lived process's start-up heap. Must not: build
+applications.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -51,3 +55,21 @@ def stop_on_signal() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """While inside, what was built before is out of the garbage collector's way.
+
+    A server or a run builds its world once and then serves many short requests; without
+    this, every full collection walks the whole start-up heap again (measured on the fake
+    WNS push path: about 5% of its instructions). Objects made inside are collected as usual;
+    on leaving, the frozen objects become collectable again (``gc.freeze``/``gc.unfreeze``),
+    so a process that runs many worlds, such as the test suite, keeps no garbage.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

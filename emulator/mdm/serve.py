@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from emulator.clock import Clock, iso
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, start_mdm
-from emulator.serving import stop_on_signal
+from emulator.serving import settled_heap, stop_on_signal
 from emulator.wns.config import DEMO_APP
 from emulator.yamlconf import ConfigError
 
@@ -101,7 +101,8 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
             json.dumps({"url": running.url, "omadm_url": running.omadm_url, "port": running.port})
         )
     print("\n".join(lines), flush=True)
-    await stop.wait()
+    with settled_heap():
+        await stop.wait()
     await running.stop()
     print("dmemu mdm stopped", flush=True)
     return 0

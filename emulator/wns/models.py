@@ -6,9 +6,10 @@ Must not: validate requests, decide outcomes, or do I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import ItemsView, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs
 
 from emulator.logs import redact, redact_authorization
@@ -120,10 +121,12 @@ class Endpoint:
     subscriber: Any = None  # callable(channel, delivery) the device agent registers
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
     """One request the fake WNS served. Kept raw (cheap on the hot path); every view of it
-    goes through :meth:`as_json`, which redacts secrets, so none leaves the process."""
+    goes through :meth:`as_json`, which redacts secrets, so none leaves the process.
+
+    A NamedTuple, built by :func:`new_record` from a plain tuple: one is made per request.
+    """
 
     seq: int  # order of arrival
     t_ms: int  # emulated time it was served
@@ -134,10 +137,10 @@ class RequestRecord:
     body: bytes  # request body as received, at most the read limit (redacted on output)
     status: int  # HTTP status answered
     outcome: str  # received / dropped / cached / channelthrottled / error text
-    msg_id: str | None = None  # X-WNS-Msg-ID on success
-    channel_id: str | None = None  # resolved channel, when known
-    sid: str | None = None  # app, when known
-    response_headers: Mapping[str, str] = field(default_factory=dict)  # as answered
+    msg_id: str | None  # X-WNS-Msg-ID on success
+    channel_id: str | None  # resolved channel, when known
+    sid: str | None  # app, when known
+    response_headers: Mapping[str, str]  # as answered
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +162,11 @@ class RequestRecord:
             "sid": self.sid,
             "response_headers": dict(self.response_headers),
         }
+
+
+#: ``new_record((seq, t_ms, ...))``: a RequestRecord from a tuple of all its fields, in order,
+#: without the keyword-argument ``__new__`` (what ``namedtuple._make`` does, minus a call).
+new_record = functools.partial(tuple.__new__, RequestRecord)
 
 
 def shown_body(kind: str, body: bytes) -> str:

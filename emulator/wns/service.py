@@ -44,6 +44,7 @@ from emulator.wns.models import (
     HeaderPairs,
     Push,
     RequestRecord,
+    new_record,
 )
 from emulator.wns.notify import check_method, collect, parse_notification
 from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
@@ -340,20 +341,23 @@ class WnsService:
         """Keep a request for inspection: references only on the hot path (the caller must not
         mutate ``headers`` or ``response_headers`` afterwards); redacted when shown."""
         self._seq += 1
-        record = RequestRecord(
-            seq=self._seq,
-            t_ms=now,
-            kind=kind,
-            method=method,
-            target=target,
-            headers=headers,
-            body=body,
-            status=status,
-            outcome=ex.outcome,
-            msg_id=ex.msg_id,
-            channel_id=ex.channel.id if ex.channel else None,
-            sid=ex.sid,
-            response_headers=response_headers,
+        channel = ex.channel
+        record: RequestRecord = new_record(
+            (
+                self._seq,
+                now,
+                kind,
+                method,
+                target,
+                headers,
+                body,
+                status,
+                ex.outcome,
+                ex.msg_id,
+                None if channel is None else channel.id,
+                ex.sid,
+                response_headers,
+            )
         )
         self.records.append(record)
         return record
