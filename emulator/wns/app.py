@@ -81,7 +81,7 @@ class _Endpoints:
                 ex=ex,
             )
             status = 200
-            headers = ex.extra
+            headers = ex.accepted or {}
         except NotifyError as err:
             status = err.status
             headers = {"X-WNS-Error-Description": err.description, **err.extra_headers()}

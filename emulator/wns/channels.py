@@ -209,7 +209,7 @@ class ChannelRegistry:
         return "dropped", status, None
 
     def _delivered(self, channel: Channel, push: Push, now: int, via: str) -> Delivery:
-        delivery = Delivery(push=push, delivered_ms=now, via=via)
+        delivery = Delivery(push, now, via)
         channel.delivered.append(delivery)
         if len(channel.delivered) > DELIVERED_HISTORY:
             del channel.delivered[: len(channel.delivered) - DELIVERED_HISTORY]

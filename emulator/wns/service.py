@@ -16,7 +16,7 @@ import base64
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from emulator.clock import Clock
@@ -84,9 +84,12 @@ class WnsConfig:
     blocked_pfns: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
 class Exchange:
-    """What the core learned about one request, for the response headers and the record."""
+    """What the core learned about one request, for the response headers and the record.
+
+    One is made per request, so it is a plain class whose fields default at class level:
+    making one runs no ``__init__`` (a dataclass's cost as much as judging the request).
+    """
 
     ms_cv: str = ""  # MS-CV echoed or generated [WNSHDR]
     debug_trace: str = ""  # X-WNS-Debug-Trace
@@ -94,9 +97,8 @@ class Exchange:
     sid: str | None = None
     msg_id: str | None = None
     outcome: str = ""
-    connection: str | None = None  # X-WNS-DeviceConnectionStatus, when requested
     latency_ms: int = 0  # injected delay to apply before answering
-    extra: dict[str, str] = field(default_factory=dict)
+    accepted: dict[str, str] | None = None  # the headers of a 200, once a push is accepted
 
 
 class WnsService:
@@ -221,19 +223,22 @@ class WnsService:
             rules.priority,
         )
         how, connection, delivery = self.registry.accept(channel, push, now)
-        ex.msg_id = push.msg_id
-        ex.outcome = how if how == "cached" else ACCEPTED_STATUS[how]
-        extra = ex.extra
-        extra["X-WNS-Msg-ID"] = push.msg_id  # [WNSHDR][QS]
-        extra["X-WNS-Status"] = extra["X-WNS-NotificationStatus"] = ACCEPTED_STATUS[how]
+        ex.msg_id = msg_id = push.msg_id
+        status = ACCEPTED_STATUS[how]
+        ex.outcome = "cached" if how == "cached" else status
+        ex.accepted = accepted = {
+            "X-WNS-Msg-ID": msg_id,  # [WNSHDR][QS]
+            "X-WNS-Status": status,
+            "X-WNS-NotificationStatus": status,  # the older name, section 0
+        }
         if how == "dropped":
-            extra["X-WNS-Error-Description"] = (
+            accepted["X-WNS-Error-Description"] = (
                 "Device is offline; toast notifications are not stored."
                 if push.wns_type == "wns/toast"
                 else "Device is offline and X-WNS-Cache-Policy is no-cache"  # [WASDK-3677]
             )
         if rules.request_status:
-            extra["X-WNS-DeviceConnectionStatus"] = connection
+            accepted["X-WNS-DeviceConnectionStatus"] = connection
         if delivery is not None:
             self._hand_over(channel, delivery)
         return push
