@@ -56,12 +56,31 @@ class Collected(NamedTuple):
     repeated: str | None  # lower-cased name of the first once-only header sent twice
 
 
+#: Header name as a sender spells it -> its lower-case form if a judge reads it, else "".
+#: Senders spell the same names on every push, so this spares a ``lower()`` per header.
+_WATCHED_AS_SENT: dict[str, str] = {}
+_WATCHED_AS_SENT_SIZE = 256  # names beyond this are not remembered (any sender may invent)
+
+
+def _watched(name: str) -> str:
+    key = name.lower()
+    key = key if key in RULED or key in ("authorization", "ms-cv") else ""
+    if len(_WATCHED_AS_SENT) < _WATCHED_AS_SENT_SIZE:
+        _WATCHED_AS_SENT[name] = key
+    return key
+
+
 def collect(pairs: Iterable[tuple[str, str]]) -> Collected:
     """The watched headers of a request, in one pass over its ``(name, value)`` pairs."""
     ruled: dict[str, str] = {}
     authorization = ms_cv = repeated = None
+    known = _WATCHED_AS_SENT
     for name, value in pairs:
-        key = name.lower()
+        key = known.get(name)
+        if key is None:
+            key = _watched(name)
+        if not key:
+            continue
         if key in RULED:
             if key not in ruled:
                 ruled[key] = value
@@ -72,7 +91,7 @@ def collect(pairs: Iterable[tuple[str, str]]) -> Collected:
                 authorization = value
             elif repeated is None:
                 repeated = key
-        elif key == "ms-cv" and ms_cv is None:
+        elif ms_cv is None:
             ms_cv = value
     return Collected(ruled, authorization, ms_cv, repeated)
 
