@@ -57,19 +57,31 @@ def stop_on_signal() -> asyncio.Event:
     return stop
 
 
+#: The collector's young-generation threshold while serving or running (CPython's default is
+#: 700 allocations). A server with many requests in flight keeps thousands of young objects
+#: alive, and each young collection walks all of them: with the default, that happens every
+#: few requests. Measured with callgrind on the fake WNS under 32 connections: 2% fewer
+#: instructions per push.
+YOUNG_THRESHOLD = 10_000
+
+
 @contextmanager
 def settled_heap() -> Iterator[None]:
-    """While inside, what was built before is out of the garbage collector's way.
+    """While inside, the garbage collector stays out of a long-lived world's way.
 
-    A server or a run builds its world once and then serves many short requests; without
-    this, every full collection walks the whole start-up heap again (measured on the fake
-    WNS push path: about 5% of its instructions). Objects made inside are collected as usual;
-    on leaving, the frozen objects become collectable again (``gc.freeze``/``gc.unfreeze``),
-    so a process that runs many worlds, such as the test suite, keeps no garbage.
+    A server or a run builds its world once and then serves many short requests. Inside:
+    what was built before is frozen (``gc.freeze``), so full collections no longer walk the
+    whole start-up heap again, and young collections run every :data:`YOUNG_THRESHOLD`
+    allocations. Objects made inside are collected as usual. On leaving, the frozen objects
+    become collectable again and the thresholds are restored, so a process that runs many
+    worlds, such as the test suite, keeps no garbage.
     """
+    thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, *thresholds[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
