@@ -9,10 +9,11 @@ Must not: judge session rules (MsgID order, one Status per command ...): the ses
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # types and Data markup only; parsing is defusedxml's
+import xml.etree.ElementTree as ET
+from xml.parsers.expat import ExpatError
 
 import defusedxml
-import defusedxml.ElementTree as SafeET
+from defusedxml.ElementTree import DefusedXMLParser
 
 from emulator.syncml.model import (
     ITEM_COMMANDS,
@@ -59,8 +60,18 @@ class SyncMLError(Exception):
 Kids = dict[str, list[ET.Element]]
 
 
+#: ``{namespace}Name`` -> ``Name``: a message repeats a few dozen tags many times over.
+_LOCAL_NAMES: dict[str, str] = {}
+_LOCAL_NAMES_SIZE = 1024  # tags beyond this are not remembered (any sender may invent)
+
+
 def _local(tag: str) -> str:
-    return tag[tag.rfind("}") + 1 :] if tag[:1] == "{" else tag
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = tag[tag.rfind("}") + 1 :] if tag[:1] == "{" else tag
+        if len(_LOCAL_NAMES) < _LOCAL_NAMES_SIZE:
+            _LOCAL_NAMES[tag] = name
+    return name
 
 
 def _ns(tag: str) -> str:
@@ -69,8 +80,9 @@ def _ns(tag: str) -> str:
 
 def _kids(el: ET.Element) -> Kids:
     out: Kids = {}
+    known = _LOCAL_NAMES
     for child in el:
-        name = _local(child.tag)
+        name = known.get(child.tag) or _local(child.tag)
         found = out.get(name)
         if found is None:
             out[name] = [child]
@@ -221,17 +233,47 @@ def parse(raw: bytes | str) -> Message:
             "SyncML", f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}", data
         )
     try:
-        root = SafeET.fromstring(data, forbid_dtd=True)
+        _screen(data)
+        root = ET.fromstring(data)  # noqa: S314 - screened above: no DTD, so no entities
     except defusedxml.DefusedXmlException as exc:
         raise SyncMLError(
             "SyncML", f"forbidden XML construct: {type(exc).__name__}", data
         ) from None
-    except ET.ParseError as exc:
+    except (ExpatError, ET.ParseError) as exc:
         raise SyncMLError("SyncML", f"not well-formed XML: {exc}", data) from None
     try:
         return _message(root)
     except SyncMLError as exc:  # attach the offending bytes for the report
         raise SyncMLError(exc.path, exc.problem, data) from None
+
+
+#: Handlers defusedxml's parser sets to build its tree in Python, one call per element.
+_TREE_HANDLERS = (
+    "StartElementHandler",
+    "EndElementHandler",
+    "CharacterDataHandler",
+    "CommentHandler",
+    "ProcessingInstructionHandler",
+    "StartNamespaceDeclHandler",
+    "EndNamespaceDeclHandler",
+    "DefaultHandlerExpand",
+)
+
+
+def _screen(data: bytes) -> None:
+    """Have defusedxml's parser read the whole document with its tree building detached.
+
+    It still raises on a DTD, an entity declaration or an external reference
+    (``forbid_dtd``), but no Python handler runs per element, so the pass goes at expat's
+    C speed. The tree is then built by the C parser (``ET.fromstring``), which the screen
+    makes safe: without a DTD a document can declare no entity to expand or fetch. Measured
+    on SyncML messages: about a third of defusedxml's own tree-building parse.
+    """
+    screen = DefusedXMLParser(forbid_dtd=True)
+    expat = screen.parser
+    for handler in _TREE_HANDLERS:
+        setattr(expat, handler, None)
+    expat.Parse(data, True)
 
 
 def _message(root: ET.Element) -> Message:
