@@ -89,6 +89,9 @@ class Schema:
         self.provider_id = provider_id
         self.specs: dict[str, NodeSpec] = {}
         self.children: dict[str, list[str]] = {}
+        #: path -> (node, present in a fresh tree) for it and each ancestor below the root:
+        #: what :meth:`CspTree.exists` checks, without splitting paths on every lookup.
+        self.lineage: dict[str, tuple[tuple[str, bool], ...]] = {}
         dmclient = f"./Vendor/MSFT/DMClient/Provider/{provider_id}"
         self.push = f"{dmclient}/Push"
         self.pfn = f"{self.push}/PFN"
@@ -124,8 +127,12 @@ class Schema:
     ) -> None:
         self.specs[path] = NodeSpec(access, fmt, default, present, computed, replace_creates)
         self.children[path] = []
-        if path != ".":
-            self.children[parent_of(path)].append(path)
+        if path == ".":
+            self.lineage[path] = ()
+        else:
+            parent = parent_of(path)
+            self.children[parent].append(path)
+            self.lineage[path] = ((path, present), *self.lineage[parent])
 
     def poll_path(self, name: str) -> str:
         return f"{self.poll}/{name}"
@@ -176,14 +183,14 @@ class CspTree:
         return path
 
     def exists(self, path: str) -> bool:
-        while path != ".":
-            spec = self.schema.specs.get(path)
-            if spec is None:
+        lineage = self.schema.lineage.get(path)
+        if lineage is None:
+            return False
+        values = self.values
+        for node, present in lineage:
+            held = values.get(node, _UNSET)
+            if held is None or (held is _UNSET and not present):
                 return False
-            held = self.values.get(path, _UNSET)
-            if held is None or (held is _UNSET and not spec.present):
-                return False
-            path = parent_of(path)
         return True
 
     def read(self, path: str) -> str:
