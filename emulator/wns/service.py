@@ -88,7 +88,7 @@ class Exchange:
     """What the core learned about one request, for the response headers and the record.
 
     One is made per request, so it is a plain class whose fields default at class level:
-    making one runs no ``__init__`` (a dataclass's cost as much as judging the request).
+    making one runs no ``__init__``.
     """
 
     ms_cv: str = ""  # MS-CV echoed or generated [WNSHDR]
