@@ -7,6 +7,7 @@ process's peak memory. Beside it, in the same run, a baseline: a bare aiohttp ha
 requests per second on one core under the aiohttp load client (each session is two or more
 HTTP round trips, so the ratio says how close the emulator comes to bare HTTP).
 Target (issue 5): at least 1,500 sessions/s for ``fleets/fleet-1000.yaml`` over 90 days.
+It also prints each process's CPU time per session: where a session's wall time goes.
 
     python bench/fleet_run.py [--scenario scenarios/fleets/fleet-1000.yaml] [--days 90]
 
@@ -44,11 +45,11 @@ def shortened(path: Path, days: int | None, into: Path) -> Path:
     return out
 
 
-def wait_rusage(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
-    """Reap ``proc``: (exit status, peak RSS in MB)."""
+def wait_rusage(proc: subprocess.Popen[bytes]) -> tuple[int, float, float]:
+    """Reap ``proc``: (exit status, peak RSS in MB, CPU seconds, user and system)."""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024
+    return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def baseline(seconds: float) -> float:
@@ -107,10 +108,10 @@ def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    code, run_mb = wait_rusage(run)
+    code, run_mb, run_cpu = wait_rusage(run)
     wall = time.monotonic() - started
     mdm.terminate()
-    _, mdm_mb = wait_rusage(mdm)
+    _, mdm_mb, mdm_cpu = wait_rusage(mdm)
     summary = json.loads((out / "summary.json").read_text())
     return {
         "exit": code,
@@ -120,6 +121,8 @@ def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
         "passed": summary["passed"],
         "emulator_peak_mb": run_mb,
         "server_peak_mb": mdm_mb,
+        "emulator_cpu_s": run_cpu,
+        "server_cpu_s": mdm_cpu,
     }
 
 
@@ -155,6 +158,14 @@ def main() -> None:
     print(
         f"peak memory:       emulator {result['emulator_peak_mb']:.0f} MB, "
         f"reference server {result['server_peak_mb']:.0f} MB"
+    )
+    sessions = max(1, result["sessions"])
+    busy = (result["emulator_cpu_s"] + result["server_cpu_s"]) / result["wall_s"]
+    print(
+        f"CPU per session:   emulator {result['emulator_cpu_s'] / sessions * 1000:.2f} ms, "
+        f"reference server {result['server_cpu_s'] / sessions * 1000:.2f} ms "
+        f"({busy:.2f} cores busy on average: the two take turns, a session's round trips "
+        "being sequential on the virtual clock)"
     )
 
 
