@@ -58,11 +58,15 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def start_wns() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+def start_wns(
+    launcher: list[str] | None = None, timeout: float = 20
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """``dmemu wns`` on a free port (run by ``launcher``, pinned to CPU 0 by default), a
+    channel and a token: (process, ChannelURI, the headers of a raw push)."""
     port = free_port()
     proc = subprocess.Popen(
         [
-            *pinned(0),
+            *(pinned(0) if launcher is None else launcher),
             PY,
             "-m",
             "emulator.cli",
@@ -79,14 +83,14 @@ def start_wns() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
-    wait_port(port)
+    wait_port(port, timeout)
     base = f"http://127.0.0.1:{port}"
     req = urllib.request.Request(
         f"{base}/_emulator/wns/channels",
         json.dumps({"pfn": PFN}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         uri = json.load(resp)["channel_uri"]
     form = urllib.parse.urlencode(
         {
@@ -96,7 +100,7 @@ def start_wns() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
             "scope": "notify.windows.com",
         }
     ).encode()
-    with urllib.request.urlopen(f"{base}/accesstoken.srf", form, timeout=10) as resp:
+    with urllib.request.urlopen(f"{base}/accesstoken.srf", form, timeout=timeout) as resp:
         token = json.load(resp)["access_token"]
     headers = {
         "Authorization": f"Bearer {token}",
@@ -121,11 +125,20 @@ def request_shape() -> Shape:
 Shape = tuple[str, dict[str, str]]  # path?query, headers
 
 
-def start_bare(shape: Shape | None = None) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+def start_bare(
+    shape: Shape | None = None, launcher: list[str] | None = None, timeout: float = 20
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     """The bare handler, and the request to send it: ``shape``, or a short one by default."""
     port = free_port()
-    proc = subprocess.Popen([*pinned(0), PY, str(ROOT / "bench" / "bare_server.py"), str(port)])
-    wait_port(port)
+    proc = subprocess.Popen(
+        [
+            *(pinned(0) if launcher is None else launcher),
+            PY,
+            str(ROOT / "bench" / "bare_server.py"),
+            str(port),
+        ]
+    )
+    wait_port(port, timeout)
     target, headers = shape or (
         "/",
         {
@@ -168,12 +181,14 @@ def load_wrk(url: str, headers: dict[str, str], seconds: float, conns: int) -> d
     finally:
         os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     p50 = re.match(r"([\d.]+)(us|ms|s)", lat["50"])
     p99 = re.match(r"([\d.]+)(us|ms|s)", lat["99"])
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {
         "rps": rps,
+        "requests": requests,
         "p50_ms": _ms(*p50.groups()),
         "p99_ms": _ms(*p99.groups()),  # type: ignore[union-attr]
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
