@@ -126,6 +126,13 @@ EXTERNAL = (
     [
         (BOMB, "SyncML", "forbidden XML construct"),
         (EXTERNAL, "SyncML", "forbidden XML construct"),
+        (  # a DTD declaring no entity at all is refused too
+            '<!DOCTYPE SyncML SYSTEM "http://www.openmobilealliance.org/tech/DTD/x.dtd">'
+            + _wrap(""),
+            "SyncML",
+            "forbidden XML construct",
+        ),
+        (_wrap("<Alert><CmdID>1</CmdID><Data>&undeclared;</Data></Alert>"), "SyncML", "undefined"),
         ("<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr></SyncML>", "SyncML", "not well-formed"),
         ("<Envelope/>", "Envelope", "root element must be SyncML"),
         ("<SyncML><SyncHdr/><SyncBody/></SyncML>", "SyncML", "namespace"),
@@ -167,6 +174,21 @@ def test_malformed_messages_name_the_element(raw: str, path: str, phrase: str) -
     assert err.value.path == path
     assert phrase in err.value.problem
     assert err.value.excerpt  # the offending bytes travel with the fault
+
+
+def test_dtd_text_inside_data_is_data() -> None:
+    """Only a real DTD is forbidden [OMADM]: markup-like text a CDATA section carries in Data
+    (a CSP payload may be XML) reaches the command verbatim."""
+    payload = '<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>'
+    message = parse(
+        _wrap(
+            "<Replace><CmdID>1</CmdID><Item><Target><LocURI>./Vendor/x</LocURI></Target>"
+            f"<Data><![CDATA[{payload}]]></Data></Item></Replace>"
+        )
+    )
+    (replace,) = message.commands
+    assert isinstance(replace, Replace)
+    assert replace.items[0].data == payload
 
 
 def test_ten_megabyte_body_is_refused_before_parsing() -> None:
