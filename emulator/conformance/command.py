@@ -9,11 +9,16 @@ import argparse
 import sys
 
 from emulator.conformance.suite import render, run_conformance, select, write_report
-from emulator.runner import ServerUnreachable
-from emulator.scenario.commands import UsageError, run_options
+from emulator.scenario.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    WorldError,
+    run_options,
+    world_error,
+)
 from emulator.scenario.loader import ScenarioError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 async def conformance(args: argparse.Namespace) -> int:
@@ -35,11 +40,8 @@ async def conformance(args: argparse.Namespace) -> int:
     except ScenarioError as exc:  # the shipped suite itself is broken: our bug, said plainly
         print(f"dmemu: error: the conformance scenario is invalid:\n{exc}", file=err)
         return EXIT_USAGE
-    except ServerUnreachable as exc:
-        print(f"dmemu: error: {exc}", file=err)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"dmemu: error: cannot open a loopback port: {exc.strerror}", file=err)
+    except WorldError as exc:
+        print(world_error(exc), file=err)
         return EXIT_USAGE
     print(render(report))
     if args.out is not None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from emulator.clock import DAY
 from emulator.device.driver import parse_auth
 from emulator.hooks import load_hooks
 from emulator.reports.summary import build_summary
@@ -28,6 +29,17 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """A command-line mistake: one line on stderr, exit 2."""
+
+
+#: What keeps a run's world from starting: said in one line, exit 2, nothing run.
+WorldError = (ServerUnreachable, OSError)
+
+
+def world_error(exc: ServerUnreachable | OSError) -> str:
+    """The line a user sees when the world of ``run`` or ``conformance`` cannot start."""
+    if isinstance(exc, ServerUnreachable):
+        return f"dmemu: error: {exc}"
+    return f"dmemu: error: cannot open a loopback port: {exc.strerror}"
 
 
 def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptions:
@@ -103,17 +115,14 @@ async def run(
     server = args.server or "the built-in reference server"
     print(
         f"running {scenario.name}: {scenario.device_count} devices, "
-        f"{scenario.duration_ms / 86_400_000:g} virtual days, against {server}",
+        f"{scenario.duration_ms / DAY:g} virtual days, against {server}",
         file=out,
         flush=True,
     )
     try:
         result = await run_scenario(scenario, options)
-    except ServerUnreachable as exc:
-        print(f"dmemu: error: {exc}", file=err)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"dmemu: error: cannot open a loopback port: {exc.strerror}", file=err)
+    except WorldError as exc:
+        print(world_error(exc), file=err)
         return EXIT_USAGE
     verdicts = [
         judge(e, result.events, result.group_of, result.end_ms) for e in scenario.expectations

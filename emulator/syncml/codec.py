@@ -80,9 +80,8 @@ def _ns(tag: str) -> str:
 
 def _kids(el: ET.Element) -> Kids:
     out: Kids = {}
-    known = _LOCAL_NAMES
     for child in el:
-        name = known.get(child.tag) or _local(child.tag)
+        name = _local(child.tag)
         found = out.get(name)
         if found is None:
             out[name] = [child]
