@@ -176,6 +176,27 @@ def test_malformed_messages_name_the_element(raw: str, path: str, phrase: str) -
     assert err.value.excerpt  # the offending bytes travel with the fault
 
 
+@pytest.mark.parametrize(
+    ("encoding", "phrase"),
+    [("utf-16", "forbidden XML construct"), ("utf-32", "not well-formed")],  # expat has no UTF-32
+)
+def test_dtd_in_a_wide_encoding_is_refused(encoding: str, phrase: str) -> None:
+    """No DTD, in any encoding the parser reads [OMADM]: a UTF-16 or UTF-32 document spells
+    ``<!DOCTYPE`` in other bytes than ASCII, and its entity bomb is refused all the same."""
+    raw = f'<?xml version="1.0" encoding="{encoding}"?>{BOMB.partition("?>")[2]}'
+    with pytest.raises(SyncMLError, match=phrase):
+        parse(raw.encode(encoding))
+
+
+def test_unreadable_encoding_is_the_peers_fault() -> None:
+    """A document declaring an encoding expat cannot read is malformed, not an emulator crash
+    (pyexpat raises ValueError for multi-byte encodings without a byte-order mark)."""
+    raw = '<?xml version="1.0" encoding="utf-16-be"?>' + _wrap("")
+    with pytest.raises(SyncMLError, match="unreadable encoding") as err:
+        parse(raw.encode("utf-16-be"))
+    assert err.value.excerpt
+
+
 def test_dtd_text_inside_data_is_data() -> None:
     """Only a real DTD is forbidden [OMADM]: markup-like text a CDATA section carries in Data
     (a CSP payload may be XML) reaches the command verbatim."""
