@@ -161,6 +161,16 @@ EXTERNAL = (
             "SyncML/SyncBody/Replace[1]/Item[1]/Target/LocURI",
             "must contain text",
         ),
+        (  # the data walk would otherwise recurse once per level (RecursionError)
+            _wrap(
+                "<Replace><CmdID>1</CmdID><Item><Target><LocURI>./x</LocURI></Target><Data>"
+                + "<a>" * 5000
+                + "</a>" * 5000
+                + "</Data></Item></Replace>"
+            ),
+            "SyncML/SyncBody/Replace[1]/Item[1]/Data",
+            "nested deeper than 64",
+        ),
         (
             _wrap("<Atomic><CmdID>1</CmdID>" * 10 + "</Atomic>" * 10),
             "SyncML/SyncBody/Atomic[1]" + "/Atomic[1]" * 8,

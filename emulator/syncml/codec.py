@@ -39,6 +39,7 @@ from emulator.syncml.model import (
 CONTENT_TYPE = "application/vnd.syncml.dm+xml"  # [MSMDM 2.1] the XML encoding
 MAX_MESSAGE_BYTES = 1024 * 1024  # far above any DM package; refuses a 10 MB body outright
 MAX_NESTING = 8  # Atomic/Sequence depth (Windows itself refuses nested Atomic [OMADM])
+MAX_DATA_DEPTH = 64  # markup inside Data (a CSP's XML payload); far above any real one
 SYNCML_NS = "SYNCML:SYNCML1.2"
 ACCEPTED_NS = ("syncml:syncml1.2", "syncml:syncml1.1")  # 1.1 for DM 1.1.2 [MSMDM 2.2.4.1]
 METINF_NS = "syncml:metinf"
@@ -125,9 +126,23 @@ def _data(kids: Kids, path: str) -> str | None:
         return None
     if not len(data):
         return data.text or ""
-    # Data is text; embedded markup (some CSP payloads) is kept verbatim as a string.
+    # Data is text; embedded markup (some CSP payloads) is kept verbatim as a string, written
+    # back by ElementTree's recursive serializer, so its depth is bounded first.
+    if _depth(data) > MAX_DATA_DEPTH:
+        raise SyncMLError(f"{path}/Data", f"markup nested deeper than {MAX_DATA_DEPTH} levels")
     inner = "".join(ET.tostring(child, encoding="unicode") for child in data)
     return (data.text or "") + inner
+
+
+def _depth(el: ET.Element) -> int:
+    """Levels of elements below ``el`` (iterative: the markup is untrusted)."""
+    deepest = 0
+    level: list[tuple[ET.Element, int]] = [(el, 0)]
+    while level:
+        node, depth = level.pop()
+        deepest = max(deepest, depth)
+        level.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def _meta(kids: Kids, path: str) -> Meta | None:
