@@ -83,8 +83,10 @@ def _ns(tag: str) -> str:
 
 def _kids(el: ET.Element) -> Kids:
     out: Kids = {}
+    names = _LOCAL_NAMES
     for child in el:
-        name = _local(child.tag)
+        tag = child.tag
+        name = names.get(tag) or _local(tag)  # the walk's hottest line: no call when known
         found = out.get(name)
         if found is None:
             out[name] = [child]
@@ -93,37 +95,37 @@ def _kids(el: ET.Element) -> Kids:
     return out
 
 
-def _one(kids: Kids, name: str, path: str, *, required: bool = True) -> ET.Element | None:
+def _one(kids: Kids, name: str, path: str) -> ET.Element:
+    """The child ``name``, present once: missing or repeated, the message is malformed."""
     found = kids.get(name)
     if found is None:
-        if required:
-            raise SyncMLError(path, f"missing {name}")
-        return None
+        raise SyncMLError(path, f"missing {name}")
     if len(found) > 1:
         raise SyncMLError(f"{path}/{name}", f"appears {len(found)} times, at most once allowed")
     return found[0]
 
 
 def _text(kids: Kids, name: str, path: str, *, required: bool = True) -> str | None:
-    child = _one(kids, name, path, required=required)
-    if child is None:
+    found = kids.get(name)
+    if found is None and not required:
         return None
+    child = found[0] if found is not None and len(found) == 1 else _one(kids, name, path)
     if len(child):
         raise SyncMLError(f"{path}/{name}", "must contain text, not elements")
-    return (child.text or "").strip()
+    text = child.text
+    return text.strip() if text else ""
 
 
 def _locuri(kids: Kids, name: str, path: str) -> str | None:
-    holder = _one(kids, name, path, required=False)
-    if holder is None:
+    if name not in kids:  # an Item has a Target, a Source, or both
         return None
-    return _text(_kids(holder), "LocURI", f"{path}/{name}")
+    return _text(_kids(_one(kids, name, path)), "LocURI", f"{path}/{name}")
 
 
 def _data(kids: Kids, path: str) -> str | None:
-    data = _one(kids, "Data", path, required=False)
-    if data is None:
+    if "Data" not in kids:
         return None
+    data = _one(kids, "Data", path)
     if not len(data):
         return data.text or ""
     # Data is text; embedded markup (some CSP payloads) is kept verbatim as a string, written
@@ -146,9 +148,9 @@ def _depth(el: ET.Element) -> int:
 
 
 def _meta(kids: Kids, path: str) -> Meta | None:
-    meta = _one(kids, "Meta", path, required=False)
-    if meta is None:
+    if "Meta" not in kids:
         return None
+    meta = _one(kids, "Meta", path)
     where = f"{path}/Meta"
     inner = _kids(meta)
     return Meta(
