@@ -11,7 +11,7 @@ from emulator.device.agent import SessionEnd
 from emulator.device.power import MB, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
 from emulator.device.session import Reply
-from emulator.syncml import CONTENT_TYPE, Add, Item, Meta
+from emulator.syncml import CONTENT_TYPE, Add, Delete, Item, Meta, Replace
 from emulator.wns.errors import NotifyError
 from tests.conftest import APP_A
 from tests.world import PUSH_NODE, World, replace_pfn
@@ -83,6 +83,37 @@ async def test_add_pfn_twice_is_418_in_a_session() -> None:
     world.fleet.devices["dev-1"].timers  # noqa: B018 - poll timer runs the next session
     await world.run_for(20 * MINUTE)
     assert any(s.statuses.get("11") == "418" for s in world.mdm.sessions)
+
+
+async def test_each_device_polls_by_its_own_poll_nodes() -> None:
+    """Polls follow the device's own DMClient Poll nodes [DMC]: once the server sets dev-1's
+    first set to 7 minutes x infinite (NumberOfFirstRetries 0), dev-1 polls every 7 minutes
+    from that session while dev-2 keeps the default 15 minutes x 10; once the Poll node is
+    deleted, dev-1 falls back to the 24-hour schedule."""
+    world = World()
+    await enrolled(world, "dev-1")
+    await enrolled(world, "dev-2")
+    poll_node = PUSH_NODE.rsplit("/", 1)[0] + "/Poll"
+    every_7 = tuple(
+        Item(target=f"{poll_node}/{name}", meta=Meta(format="int"), data=value)
+        for name, value in (("IntervalForFirstSetOfRetries", "7"), ("NumberOfFirstRetries", "0"))
+    )
+    world.mdm.queue("dev-1", Replace("20", every_7))
+    await world.run_for(HOUR)
+    world.mdm.queue("dev-1", Delete("21", (Item(target=poll_node),)))
+    await world.run_for(2 * DAY)
+
+    def poll_gaps(device_id: str) -> list[int]:
+        starts = [
+            s["t_ms"] for s in world.events("session.start", device_id) if s["trigger"] == "poll"
+        ]
+        return [(b - a) // MINUTE for a, b in itertools.pairwise(starts)]
+
+    # dev-1's first poll (15 minutes in) carries the Replace, the eighth the Delete
+    assert poll_gaps("dev-1") == [7] * 7 + [24 * 60]
+    assert poll_gaps("dev-2") == [15] * 9 + [24 * 60]  # 10 polls, then the 24-hour fallback
+    plans = [e["plan"] for e in world.events("device.poll_schedule", "dev-1")]
+    assert plans == ["7 min x inf", "1440 min x inf"]
 
 
 def _attempts(world: World) -> list[int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from emulator.device import lifecycle, poll
-from emulator.device.csp import POLL_DEFAULTS, CspTree, Schema, Values, schema_for
+from emulator.device.csp import POLL_DEFAULTS, CspTree, Schema, Values, held, schema_for
 from emulator.device.power import PowerConfig, PowerState, add_data, conditions, next_change
 from emulator.device.profiles import PROFILES, OsProfile, network_retry, next_renewal
 from emulator.device.rng import DeviceRng
@@ -42,6 +42,9 @@ ORIGIN = {
     "renewal": 6,
 }
 TIMERS = ("poll", "renew", "expire", "power", "retry")
+#: Poll plans by the state of the Poll nodes (see ``Device._plan``), for every device.
+_PLANS: dict[tuple[object, ...], tuple[poll.PollSet, ...]] = {}
+_PLANS_SIZE = 256
 
 
 class Register(NamedTuple):
@@ -426,7 +429,17 @@ class Device:
         return self._reconsider_power(now)
 
     def _plan(self) -> tuple[poll.PollSet, ...]:
-        return poll.plan(dict(zip(POLL_DEFAULTS, self.poll_values(), strict=True)))
+        """The poll plan [DMC] of what the device's Poll nodes hold, shared by every device
+        holding the same (a fleet has a few plans, and one is read after every poll)."""
+        schema = self.group.schema
+        key = (schema.poll, *held(self.values, schema.poll_nodes))
+        plan = _PLANS.get(key)
+        if plan is None:
+            if len(_PLANS) >= _PLANS_SIZE:  # a server chooses the values: stay bounded
+                _PLANS.clear()
+            values = dict(zip(POLL_DEFAULTS, self.poll_values(), strict=True))
+            plan = _PLANS[key] = poll.plan(values)
+        return plan
 
     def _poll_timer(self) -> SetTimer:
         return SetTimer("poll", poll.next_poll(self._plan(), self.poll_anchor, self.polls_done))

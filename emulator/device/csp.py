@@ -113,6 +113,12 @@ class Schema:
         self._node(self.pfn, RW, "chr", present=False, replace_creates=True)
         self._node(f"{self.push}/ChannelURI", Access.GET, "chr", computed="ChannelURI")
         self._node(f"{self.push}/Status", Access.GET, "int", computed="Status")
+        #: the nodes whose state decides what the Poll leaves read: they and their ancestors
+        self.poll_nodes = tuple(
+            dict.fromkeys(
+                node for name in POLL_DEFAULTS for node, _ in self.lineage[self.poll_path(name)]
+            )
+        )
 
     def _node(
         self,
@@ -142,6 +148,12 @@ class Schema:
 def schema_for(provider_id: str) -> Schema:
     """One schema per ProviderID, shared by the fleet."""
     return Schema(provider_id)
+
+
+def held(values: Values, nodes: tuple[str, ...]) -> tuple[object, ...]:
+    """What each node holds in a device's values: its value, None once deleted, or a marker
+    when never written. Two devices alike here read alike at those nodes."""
+    return tuple([values.get(node, _UNSET) for node in nodes])
 
 
 class CspError(Exception):
