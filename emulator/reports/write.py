@@ -18,12 +18,10 @@ from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 from emulator.clock import iso
 
 
-def event_lines(events: list[dict[str, Any]]) -> str:
-    """One JSON object per line, keys sorted: identical runs give identical bytes."""
-    return "".join(
-        json.dumps({"t": iso(e["t_ms"]), **e}, sort_keys=True, separators=(",", ":")) + "\n"
-        for e in events
-    )
+def event_line(event: dict[str, Any]) -> str:
+    """One event as a JSON line, keys sorted: identical runs give identical bytes."""
+    line = {"t": iso(event["t_ms"]), **event}
+    return json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +74,8 @@ def junit(summary: dict[str, Any], suite_name: str) -> str:
 def write_run(out: Path, events: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "events.jsonl", out / "summary.json", out / "junit.xml"]
-    paths[0].write_text(event_lines(events), encoding="utf-8")
+    with paths[0].open("w", encoding="utf-8") as log:
+        log.writelines(map(event_line, events))  # a line at a time: a long run's log is big
     paths[1].write_text(json.dumps(summary, sort_keys=True, indent=1) + "\n", encoding="utf-8")
     paths[2].write_text(junit(summary, summary["scenario"]["name"]), encoding="utf-8")
     return paths
