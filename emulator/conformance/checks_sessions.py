@@ -58,7 +58,7 @@ def pfn_provisioned(ev: Evidence) -> Verdict:
         if not any(_pfn_writes(s) for s in sessions)
     ]
     if bad:
-        return broken("MUST", f"{len(bad)} of {len(by_device)} devices never given a PFN", bad)
+        return broken(f"{len(bad)} of {len(by_device)} devices never given a PFN", bad)
     return passed(f"all {len(by_device)} devices given the PFN")
 
 
@@ -110,7 +110,7 @@ def pfn_418(ev: Evidence) -> Verdict:
     if not refused:
         return skipped("no Add of PFN was answered 418")
     if bad:
-        return broken("MUST", "the server did not switch to Replace after 418", bad)
+        return broken("the server did not switch to Replace after 418", bad)
     return passed(f"{refused} devices answered 418, then given Replace")
 
 
@@ -135,7 +135,7 @@ def channel_query(ev: Evidence) -> Verdict:
         )
     ]
     if bad:
-        return broken("SHOULD", f"{len(bad)} of {len(sessions)} sessions without the query", bad)
+        return broken(f"{len(bad)} of {len(sessions)} sessions without the query", bad)
     return passed(f"all {len(sessions)} sessions read Push/ChannelURI")
 
 
@@ -162,7 +162,7 @@ def latest_channel(ev: Evidence) -> Verdict:
         if newer and mine and max(newer) > max(mine):
             bad.append(request_item(ev, r, "C4: pushed to a superseded ChannelURI"))
     if bad:
-        return broken("MUST", f"{len(bad)} pushes to superseded ChannelURIs", bad)
+        return broken(f"{len(bad)} pushes to superseded ChannelURIs", bad)
     return passed(f"{len(renewed)} devices renewed; pushes went to their newest channel")
 
 
@@ -179,7 +179,7 @@ def _stops_after(ev: Evidence, status: int, rule: str) -> Verdict | None:
         if r.target in first and r.t_ms > first[r.target]
     ]
     if bad:
-        return broken("MUST", f"{len(bad)} pushes to ChannelURIs already answered {status}", bad)
+        return broken(f"{len(bad)} pushes to ChannelURIs already answered {status}", bad)
     return passed(f"{len(first)} ChannelURIs answered {status}; none used again")
 
 
@@ -219,7 +219,7 @@ def pfn_reset_after_410(ev: Evidence) -> Verdict:
     if not judged:
         return skipped("no device had a session after its 410")
     if bad:
-        return broken("SHOULD", "the PFN was not set again after a 410", bad)
+        return broken("the PFN was not set again after a 410", bad)
     return passed(f"{judged} devices given the PFN again after their 410")
 
 
@@ -246,7 +246,7 @@ def proactive_reset(ev: Evidence) -> Verdict:
         if e["device_id"] in failing
     ]
     if bad:
-        return broken("SHOULD", f"{len(bad)} at-risk channels expired", bad)
+        return broken(f"{len(bad)} at-risk channels expired", bad)
     return passed(f"{len(failing)} 8.1/1511 devices failed to renew; none reached expiry")
 
 
@@ -300,7 +300,7 @@ def keeps_polling(ev: Evidence) -> Verdict:
     if not configured:
         return passed("the server kept the device's default poll schedule")
     if bad:
-        return broken("MUST", f"polling disabled on {len(bad)} devices", bad)
+        return broken(f"polling disabled on {len(bad)} devices", bad)
     return passed(f"{configured} devices given a poll schedule that keeps polling")
 
 
@@ -322,7 +322,6 @@ def valid_syncml(ev: Evidence) -> Verdict:
     ]
     if faults:
         return broken(
-            "MUST",
             f"{len(faults)} server messages broke SyncML DM rules",
             [event_item(e, f"E2: {e.get('rule')}") for e in faults],
         )
@@ -358,7 +357,7 @@ def push_delivers(ev: Evidence) -> Verdict:
         else:
             bad.append(session_item(first, f"E3: {q.get('loc_uri')} not in the push session"))
     if bad:
-        return broken("SHOULD", "queued commands missed the session their push started", bad)
+        return broken("queued commands missed the session their push started", bad)
     worst = max(latencies) // SECOND
     return passed(f"{len(latencies)} queued commands delivered by push (worst {worst} s)")
 
@@ -379,7 +378,6 @@ def session_ends(ev: Evidence) -> Verdict:
     ]
     if endless:
         return broken(
-            "MUST",
             f"{len(endless)} sessions never ended",
             [event_item(e, "E4: still sending commands") for e in endless],
         )

@@ -54,7 +54,7 @@ def token_request(ev: Evidence) -> Verdict:
         if wrong:
             bad.append(request_item(ev, r, "A1: wrong " + ", ".join(wrong)))
     if bad:
-        return broken("MUST", f"{len(bad)} of {len(ev.tokens)} token requests malformed", bad)
+        return broken(f"{len(bad)} of {len(ev.tokens)} token requests malformed", bad)
     return passed(f"{len(ev.tokens)} token requests, all well-formed")
 
 
@@ -79,7 +79,6 @@ def token_reuse(ev: Evidence) -> Verdict:
             bad.append(request_item(ev, after, "A2: new token while the last one was valid"))
     if bad:
         return broken(
-            "SHOULD",
             f"{len(ev.tokens)} token requests for {len(ev.notifies)} pushes; "
             f"{len(bad)} while the previous token was still valid",
             bad,
@@ -111,7 +110,7 @@ def token_refresh_once(ev: Evidence) -> Verdict:
             elif len(run) == 2 and _header(run[0], "Authorization") == _header(r, "Authorization"):
                 bad.append(request_item(ev, r, "A3: resent with the token WNS had just refused"))
     if bad:
-        return broken("MUST", "the server resent after 401 without a new token, or looped", bad)
+        return broken("the server resent after 401 without a new token, or looped", bad)
     refused = sum(1 for r in ev.notifies if r.status == 401)
     return passed(f"{refused} pushes answered 401, each followed by one refresh at most")
 
@@ -134,7 +133,7 @@ def exact_channel(ev: Evidence) -> Verdict:
         if r.target not in ev.reported
     ]
     if bad:
-        return broken("MUST", f"{len(bad)} pushes to a URI no device reported", bad)
+        return broken(f"{len(bad)} pushes to a URI no device reported", bad)
     return passed(f"{len(ev.notifies)} pushes, each to a ChannelURI exactly as reported")
 
 
@@ -166,7 +165,7 @@ def raw_headers(ev: Evidence) -> Verdict:
         if wrong:
             bad.append(request_item(ev, r, "B2: " + "; ".join(wrong)))
     if bad:
-        return broken("MUST", f"{len(bad)} of {len(ev.notifies)} pushes with wrong headers", bad)
+        return broken(f"{len(bad)} of {len(ev.notifies)} pushes with wrong headers", bad)
     return passed(f"{len(ev.notifies)} pushes with the raw-push headers")
 
 
@@ -187,7 +186,7 @@ def raw_body(ev: Evidence) -> Verdict:
         if not 0 < len(r.body) <= RAW_LIMIT_BYTES
     ]
     if bad:
-        return broken("MUST", f"{len(bad)} pushes with an empty or oversized body", bad)
+        return broken(f"{len(bad)} pushes with an empty or oversized body", bad)
     return passed(f"{len(ev.notifies)} pushes with 1..{RAW_LIMIT_BYTES}-byte bodies")
 
 
@@ -208,7 +207,7 @@ def cache_policy(ev: Evidence) -> Verdict:
         if (_header(r, "X-WNS-Cache-Policy") or "").lower() != "cache"
     ]
     if bad:
-        return broken("SHOULD", f"{len(bad)} pushes not cached for offline devices", bad)
+        return broken(f"{len(bad)} pushes not cached for offline devices", bad)
     return passed(f"{len(ev.notifies)} pushes ask WNS to cache")
 
 
@@ -240,7 +239,7 @@ def trusted_domain(ev: Evidence) -> Verdict:
             }
             for r in ev.trap
         ]
-        return broken("MUST", f"{len(ev.trap)} requests sent to an untrusted host", bad)
+        return broken(f"{len(ev.trap)} requests sent to an untrusted host", bad)
     return passed("the trap host's ChannelURI was never contacted")
 
 
@@ -277,7 +276,7 @@ def throttle_406(ev: Evidence) -> Verdict:
     if not seen:
         return skipped("no push was answered 406")
     if bad:
-        return broken("MUST", f"{len(bad)} pushes before Retry-After had elapsed", bad)
+        return broken(f"{len(bad)} pushes before Retry-After had elapsed", bad)
     return passed(f"{seen} throttled pushes, Retry-After honoured")
 
 
@@ -308,7 +307,7 @@ def unavailable_503(ev: Evidence) -> Verdict:
     if not seen:
         return skipped("no push was answered 500 or 503")
     if bad:
-        return broken("SHOULD", "5xx not retried, or retried without back-off", bad)
+        return broken("5xx not retried, or retried without back-off", bad)
     return passed(f"{seen} pushes answered 5xx, each retried after a wait")
 
 
@@ -340,7 +339,7 @@ def no_blind_retry(ev: Evidence) -> Verdict:
     if not seen:
         return skipped("no push was answered 400, 403 or 413")
     if bad:
-        return broken("MUST", "pushes refused as malformed or forbidden were resent blindly", bad)
+        return broken("pushes refused as malformed or forbidden were resent blindly", bad)
     return passed(f"{seen} refused pushes, none resent blindly")
 
 
@@ -365,5 +364,5 @@ def push_rate(ev: Evidence) -> Verdict:
     if not ev.notifies:
         return skipped("the server pushed nothing")
     if bad:
-        return broken("SHOULD", f"more than {limit} pushes per device per hour", bad)
+        return broken(f"more than {limit} pushes per device per hour", bad)
     return passed(f"no device got more than {limit} pushes in an hour")

@@ -8,7 +8,7 @@ Must not: run anything.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ MAX_EVIDENCE = 10
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    status: str  # passed | failed | warning | skipped
+    status: str  # passed | failed | warning | skipped (a judge says broken; see Check.run)
     reason: str  # one line a vendor reads first
     evidence: list[dict[str, Any]] = field(default_factory=list)  # the offending requests
 
@@ -41,6 +41,13 @@ class Check:
     @property
     def name(self) -> str:
         return f"{self.id} {self.slug}"
+
+    def run(self, evidence: Evidence) -> Verdict:
+        """The judge's verdict, a broken rule graded by this check's level."""
+        verdict = self.judge(evidence)
+        if verdict.status != "broken":
+            return verdict
+        return replace(verdict, status="failed" if self.level == "MUST" else "warning")
 
 
 CHECKS: dict[str, Check] = {}
@@ -70,13 +77,14 @@ def skipped(reason: str) -> Verdict:
     return Verdict("skipped", reason)
 
 
-def broken(level: str, reason: str, evidence: list[dict[str, Any]]) -> Verdict:
-    """A rule broken: failed for a MUST, a warning for a SHOULD; evidence capped."""
+def broken(reason: str, evidence: list[dict[str, Any]]) -> Verdict:
+    """The rule was broken (evidence capped); :meth:`Check.run` makes it failed for a MUST
+    and a warning for a SHOULD."""
     shown = evidence[:MAX_EVIDENCE]
     more = len(evidence) - len(shown)
     if more > 0:
         reason += f" ({more} more not shown)"
-    return Verdict("failed" if level == "MUST" else "warning", reason, shown)
+    return Verdict("broken", reason, shown)
 
 
 def ordered() -> list[Check]:

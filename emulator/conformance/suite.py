@@ -105,7 +105,7 @@ def _judge(c: Check, evidence: Evidence, missing: set[str]) -> Verdict:
     if lacking:
         return Verdict("skipped", f"no hook: {', '.join(lacking)}")
     try:
-        return c.judge(evidence)
+        return c.run(evidence)
     except Exception as exc:  # a bug of ours must not hide the other verdicts
         _log.exception("conformance.judge_failed", check=c.id)
         return Verdict("failed", f"the check itself failed ({type(exc).__name__}: {exc})")
