@@ -37,15 +37,21 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def api_error(status: int, message: str, details: list[str] | None = None) -> web.HTTPException:
+def api_error(
+    status: int,
+    message: str,
+    details: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.HTTPException:
     body = json.dumps({"error": message, "details": details or []}, sort_keys=True)
     cls: type[web.HTTPException] = {
         400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
         404: web.HTTPNotFound,
         409: web.HTTPConflict,
         422: web.HTTPUnprocessableEntity,
     }.get(status, web.HTTPBadRequest)
-    return cls(text=body, content_type="application/json")
+    return cls(text=body, content_type="application/json", headers=headers)
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

@@ -35,7 +35,7 @@ from emulator.control.common import (
 )
 from emulator.control.keys import CLOCK
 from emulator.mdm.config import bearer_ok
-from emulator.mdm.omadm import Refused
+from emulator.mdm.omadm import MAX_DEVICE_ID, Refused
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
 from emulator.syncml.codec import EXCERPT_BYTES
 
@@ -74,9 +74,9 @@ def _admin(handler: Handler) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
         token = request.app[MDM].config.admin_token
         if not bearer_ok(request.headers.get("Authorization", ""), token):
-            raise web.HTTPUnauthorized(
-                text='{"details": [], "error": "admin API: Bearer token required"}',
-                content_type="application/json",
+            raise api_error(
+                401,
+                "admin API: Bearer token required",
                 headers={"WWW-Authenticate": 'Bearer realm="dmemu-admin"'},
             )
         return await handler(request)
@@ -181,7 +181,7 @@ async def register_device(request: web.Request) -> web.Response:
     """Allow a device to enroll (with ``--devices``, only listed or registered ones may)."""
     server = request.app[MDM]
     device_id = request.match_info["device_id"]
-    if not device_id or len(device_id) > 256 or any(c.isspace() for c in device_id):
+    if not device_id or len(device_id) > MAX_DEVICE_ID or any(c.isspace() for c in device_id):
         raise api_error(400, f"{device_id!r} is not a device id")
     allowed = server.endpoint.allowed
     added = allowed is not None and device_id not in allowed

@@ -48,6 +48,11 @@ class ChannelRefused(Exception):
         self.reason = reason  # "unknown_pfn" | "blocked_pfn"
 
 
+def _as_issued(token: str) -> str:
+    """A channel token as its ChannelURI spells it: base64 with lower-case percent-escapes."""
+    return token.replace("+", "%2b").replace("/", "%2f").replace("=", "%3d")
+
+
 def token_from_query(raw_query: str) -> str | None:
     """The decoded ``token`` parameter of a raw query string (``+`` means space, as in forms)."""
     try:
@@ -120,7 +125,7 @@ class ChannelRegistry:
 
     def _issue(self, app: App, device_id: str, now: int) -> Channel:
         raw = base64.b64encode(b"\x03\x06\x00\x00" + self.rng.randbytes(80)).decode("ascii")
-        encoded = raw.replace("+", "%2b").replace("/", "%2f").replace("=", "%3d")
+        encoded = _as_issued(raw)
         channel = Channel(
             id=f"ch-{self._next_id:06d}",
             token=raw,
@@ -144,10 +149,9 @@ class ChannelRegistry:
 
     def forget(self, channel: Channel) -> None:
         """Drop every trace of a channel: pushes to its URI get 404, as to one never issued."""
-        channel.revoked = True
-        channel.cached.clear()
+        self.revoke(channel)
         self.channels.pop(channel.token, None)
-        self.by_encoded = {k: c for k, c in self.by_encoded.items() if c is not channel}
+        self.by_encoded.pop(_as_issued(channel.token), None)
 
     def find(self, token: str | None) -> Channel | None:
         return None if token is None else self.channels.get(token)

@@ -9,6 +9,7 @@ WNS cares about in one pass, so the hot path does not scan the headers once per 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -126,7 +127,7 @@ def parse_notification(
         raise BadRequest("Chunked transfer encoding is not supported; send Content-Length.")
     if declared_length is None:
         raise BadRequest("The Content-Length header is required.")
-    rules = _header_rules(headers.ruled)
+    rules = _header_rules(tuple(headers.ruled.items()))
     if isinstance(rules, str):
         raise BadRequest(rules)
     if declared_length > RAW_LIMIT_BYTES or len(body) > RAW_LIMIT_BYTES:
@@ -139,27 +140,15 @@ def parse_notification(
     return rules
 
 
-_RULES_MEMO: dict[tuple[tuple[str, str], ...], Rules | str] = {}
-_RULES_MEMO_SIZE = 512
-
-
-def _header_rules(ruled: dict[str, str]) -> Rules | str:
-    """The header verdict: the parsed rules, or the 400 description.
-
-    A pure function of the ruled header values, memoized: a sender repeats the same headers
-    on every push, so the hot path skips re-validation.
-    """
-    key = tuple(ruled.items())
-    verdict = _RULES_MEMO.get(key)
-    if verdict is None:
-        try:
-            verdict = _check_rules(ruled)
-        except BadRequest as err:
-            verdict = err.description
-        if len(_RULES_MEMO) >= _RULES_MEMO_SIZE:
-            _RULES_MEMO.clear()
-        _RULES_MEMO[key] = verdict
-    return verdict
+@functools.lru_cache(maxsize=512)
+def _header_rules(ruled: tuple[tuple[str, str], ...]) -> Rules | str:
+    """The header verdict for the ruled ``(name, value)`` pairs: the parsed rules, or the 400
+    description. Memoized: a sender repeats the same headers on every push, so the hot path
+    skips re-validation."""
+    try:
+        return _check_rules(dict(ruled))
+    except BadRequest as err:
+        return err.description
 
 
 def _one(ruled: dict[str, str], name: str) -> str | None:
