@@ -17,6 +17,7 @@ from xml.parsers.expat import ExpatError
 import defusedxml
 from defusedxml.ElementTree import DefusedXMLParser
 
+from emulator.syncml import plans
 from emulator.syncml.model import (
     ITEM_COMMANDS,
     Add,
@@ -112,8 +113,7 @@ def _text(kids: Kids, name: str, path: str, *, required: bool = True) -> str | N
     child = found[0] if found is not None and len(found) == 1 else _one(kids, name, path)
     if len(child):
         raise SyncMLError(f"{path}/{name}", "must contain text, not elements")
-    text = child.text
-    return text.strip() if text else ""
+    return plans.stripped(child.text)
 
 
 def _locuri(kids: Kids, name: str, path: str) -> str | None:
@@ -193,11 +193,12 @@ def _status(kids: Kids, path: str) -> Status:
 
 
 def _results(kids: Kids, path: str) -> Results:
+    cmd = _text(kids, "Cmd", path, required=False)
     return Results(
         cmd_id=_cmd_id(kids, path),
         msg_ref=_text(kids, "MsgRef", path) or "",
         cmd_ref=_text(kids, "CmdRef", path) or "",
-        cmd=_text(kids, "Cmd", path, required=False) or "Get",
+        cmd="Get" if cmd is None else cmd,  # as sent when present (texts decide no shape)
         meta=_meta(kids, path),
         items=_items(kids, path),
     )
@@ -262,7 +263,7 @@ def parse(raw: bytes | str) -> Message:
     except ValueError as exc:  # pyexpat: "multi-byte encodings are not supported"
         raise SyncMLError("SyncML", f"unreadable encoding: {exc}", data) from None
     try:
-        return _message(root)
+        return plans.read(root, _message)
     except SyncMLError as exc:  # attach the offending bytes for the report
         raise SyncMLError(exc.path, exc.problem, data) from None
 
