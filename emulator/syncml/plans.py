@@ -139,10 +139,33 @@ def _expression(value: object, names: dict[str, Any]) -> str:
         return "(" + "".join(f"{_expression(v, names)}, " for v in value) + ")"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
-        if names.setdefault(cls.__name__, cls) is not cls:
+        if names.setdefault(cls.__name__, _builder(cls)) is not _builder(cls):
             raise _Unplannable(f"two model classes named {cls.__name__}")
         args = ", ".join(
             _expression(getattr(value, f.name), names) for f in dataclasses.fields(value)
         )
         return f"{cls.__name__}({args})"
     raise _Unplannable(repr(value))
+
+
+_builders: dict[type, Callable[..., Any]] = {}
+
+
+def _builder(cls: type) -> Callable[..., Any]:
+    """What makes ``cls(*fields)`` in a plan. For a slotted frozen dataclass, a function that
+    sets its slots directly: a frozen dataclass's ``__init__`` goes through
+    ``object.__setattr__`` once per field, nearly twice the cost of the whole object. The
+    class itself when it has a ``__post_init__`` (which must run) or no slots of its own."""
+    built = _builders.get(cls)
+    if built is None:
+        built = cls
+        if "__slots__" in cls.__dict__ and not hasattr(cls, "__post_init__"):
+            fields = [f.name for f in dataclasses.fields(cls)]
+            space: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+            space.update({f"_set_{n}": cls.__dict__[n].__set__ for n in fields})
+            sets = "".join(f"    _set_{n}(_o, {n})\n" for n in fields)
+            source = f"def build({', '.join(fields)}):\n    _o = _new(_cls)\n{sets}    return _o\n"
+            exec(source, space)  # noqa: S102 - names of our own model's fields only
+            built = space["build"]
+        _builders[cls] = built
+    return built
