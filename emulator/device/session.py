@@ -57,21 +57,30 @@ class Transport(Protocol):
 Emit = Callable[..., None]  # emit(event, **fields)
 
 
+#: Package 1's Alerts, the same in every session (model objects are immutable, so shared).
+CLIENT_INITIATED = Alert("1", "1201")  # for every trigger (section 0)
+LOGIN_STATUS = Alert(
+    "2", "1224", (Item(meta=Meta(type="com.microsoft/MDM/LoginStatus"), data="none"),)
+)
+#: DevInfo items after DevId, shared by every device reporting the same values (bounded: a
+#: fleet has a few device models).
+_DEVINFO_TAILS: dict[tuple[str, ...], tuple[Item, ...]] = {}
+_DEVINFO_TAILS_SIZE = 256
+
+
 def package1(device: Device, session: ClientSession) -> Message:
     """The session-opening message (protocol.md 3.4 and section 0)."""
-    devinfo = tuple(
-        Item(source=f"./DevInfo/{key}", data=device.computed(key))
-        for key in ("DevId", "Man", "Mod", "DmV", "Lang")
-    )
-    return session.start(
-        (
-            Alert("1", "1201"),  # client-initiated, for every trigger (section 0)
-            Alert(
-                "2", "1224", (Item(meta=Meta(type="com.microsoft/MDM/LoginStatus"), data="none"),)
-            ),
-            Replace("3", devinfo),
+    values = tuple(device.computed(key) for key in ("Man", "Mod", "DmV", "Lang"))
+    tail = _DEVINFO_TAILS.get(values)
+    if tail is None:
+        if len(_DEVINFO_TAILS) >= _DEVINFO_TAILS_SIZE:
+            _DEVINFO_TAILS.clear()
+        tail = _DEVINFO_TAILS[values] = tuple(
+            Item(source=f"./DevInfo/{key}", data=value)
+            for key, value in zip(("Man", "Mod", "DmV", "Lang"), values, strict=True)
         )
-    )
+    devid = Item(source="./DevInfo/DevId", data=device.computed("DevId"))
+    return session.start((CLIENT_INITIATED, LOGIN_STATUS, Replace("3", (devid, *tail))))
 
 
 def request_url(server_url: str) -> str:
