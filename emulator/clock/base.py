@@ -272,14 +272,28 @@ class Scheduler(abc.ABC):
 
     # -- asyncio helpers ----------------------------------------------------------------
     async def sleep(self, ms: int, *, peer_units: int = 0) -> None:
+        """Wait ``ms`` on this clock, releasing what the current task holds (``peer_units``:
+        see :meth:`parked`). The timer that ends the wait takes it back as it fires, so the
+        world is busy from that instant: the woken task has work to do, and time must not
+        skip before it runs, however many event-loop turns that takes."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        timer = self.call_later(ms, _wake, fut)
+        held = _HELD.get() + peer_units
+        timer = self.call_later(ms, self._wake, fut, held)
+        self._release(held)
+        token = _HELD.set(0)
         try:
-            with self.parked(peer_units):
-                await fut
+            await fut
         finally:
+            _HELD.reset(token)
             timer.cancel()
+            if fut.cancelled():  # not woken by the timer: take back here
+                self._take(held)
+
+    def _wake(self, fut: asyncio.Future[None], held: int) -> None:
+        if not fut.done():
+            self._take(held)
+            fut.set_result(None)
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
         ctx = contextvars.copy_context()
@@ -317,8 +331,3 @@ class _Hold:
     def __exit__(self, *exc: object) -> None:
         _HELD.reset(self._token)
         self._scheduler._release(1)
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)

@@ -9,10 +9,11 @@ Theory of operation
 ``advance(ms)`` and ``run(until)`` are plain loops: pop the earliest timer, set ``now`` to its
 due time, call it. They suit sans-I/O cores and unit tests, where callbacks do not await.
 
-``run_async(until)`` drives a world of asyncio tasks and HTTP exchanges. Each round it lets the
-event loop settle, waits until the busy count is zero and every quiet check passes, then jumps
-to the next due time and fires everything due then. A task that waits on ``clock.sleep`` has
-released its hold, so a request sleeping on injected latency does not stall time.
+``run_async(until)`` drives a world of asyncio tasks and HTTP exchanges. Each round it gives
+the event loop a turn, waits until the busy count is zero and every quiet check passes, then
+jumps to the next due time and fires everything due then. A task that waits on
+``clock.sleep`` has released its hold, so a request sleeping on injected latency does not
+stall time; the timer that wakes it takes the hold back as it fires.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ class VirtualClock(Scheduler):
 
     mode = "virtual"
 
-    def __init__(self, start_ms: int = DEFAULT_EPOCH_MS, *, settle_rounds: int = 4) -> None:
+    def __init__(self, start_ms: int = DEFAULT_EPOCH_MS, *, settle_rounds: int = 1) -> None:
         super().__init__()
         self._now = int(start_ms)
-        self.settle_rounds = settle_rounds  # event-loop turns to let spawned work start
+        # Event-loop turns at each instant before time may move on. Correctness does not need
+        # them (spawned tasks and woken sleepers hold the clock busy from the instant they
+        # start); one turn keeps other tasks, such as the control API, served during a run.
+        self.settle_rounds = settle_rounds
 
     def now(self) -> int:
         return self._now
