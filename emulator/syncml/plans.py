@@ -45,8 +45,9 @@ Plan = Callable[[list[ET.Element]], Message]
 
 
 def stripped(text: str | None) -> str:
-    """A leaf's text as the model keeps it (the walk's own reading)."""
-    return text.strip() if text else ""
+    """A leaf's text as the model keeps it (the walk's own reading; a plan spells it inline,
+    ``(text or '').strip()``)."""
+    return (text or "").strip()
 
 
 _seen: set[Shape] = set()  # shapes walked once
@@ -103,7 +104,7 @@ def _learn(
     if len(elements) > MAX_PLANNED_ELEMENTS:
         return None
     texts = [element.text for element in elements]
-    names: dict[str, Any] = {"_s": stripped}
+    names: dict[str, Any] = {}
     try:
         for i, element in enumerate(elements):
             element.text = f" {_MARKER.format(i)} "  # spaces tell a stripped read from a raw one
@@ -129,7 +130,7 @@ def _expression(value: object, names: dict[str, Any]) -> str:
         return repr(value)
     if isinstance(value, str):
         if (found := _STRIPPED.fullmatch(value)) is not None:
-            return f"_s(e[{found.group(1)}].text)"
+            return f"(e[{found.group(1)}].text or '').strip()"  # stripped(), inline
         if (found := _RAW.fullmatch(value)) is not None:
             return f"(e[{found.group(1)}].text or '')"
         if "\x01" in value:
