@@ -23,8 +23,9 @@ Three checks keep a plan honest, and a shape that fails any of them is always wa
 - the plan must give what the walk gave for the tree it was learned from.
 The tests compare plan and walk on random messages of every command.
 
-A shape is learned on its second sighting, so a peer inventing shapes costs one walk each,
-and at most ``MAX_PLANS`` are kept (a peer chooses them: the memo stays bounded).
+A shape is learned on its second sighting, so a peer inventing shapes costs one walk each.
+A peer chooses the shapes, so the memo stays bounded: at most ``MAX_PLANS`` shapes of at
+most ``MAX_PLANNED_ELEMENTS`` elements each (a larger message is always walked).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def read(root: ET.Element, walk: Walk) -> Message:
     """The message ``root`` holds: by the plan of its shape when there is one, else walked
     (raising whatever the walk raises for a malformed message)."""
     elements = list(root.iter())
+    if len(elements) > MAX_PLANNED_ELEMENTS:  # not even its shape is kept
+        return walk(root)
     shape = (tuple([e.tag for e in elements]), tuple(map(len, elements)))
     plan = _plans.get(shape)
     if plan is not None:
@@ -101,8 +104,6 @@ def _learn(
 ) -> Plan | None:
     """The plan of ``root``'s shape, or None. Learns it by walking ``root`` with its texts
     rewritten (then put back), and checks it against ``message``, the walk of the original."""
-    if len(elements) > MAX_PLANNED_ELEMENTS:
-        return None
     texts = [element.text for element in elements]
     names: dict[str, Any] = {}
     try:
