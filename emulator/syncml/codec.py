@@ -59,6 +59,9 @@ class SyncMLError(Exception):
 
 
 # -- parsing -------------------------------------------------------------------------------
+# The walk (``_message`` and below) is the one reader of the rules. It decides from tags and
+# structure only and copies texts into the model (stripped, or raw for Data), which is what
+# lets ``plans`` replay it for a message shaped like one read before; keep it that way.
 # Every element's children are indexed by local name once (``_kids``), so reading a command's
 # CmdID, Meta, Items ... costs one dict lookup each instead of a scan of its children.
 Kids = dict[str, list[ET.Element]]
