@@ -7,7 +7,8 @@ parses every device message and answers with Status only (the full SyncML path o
 sides), and prints device events/s; its baseline, measured in the same run, is the bare
 scheduler firing the same number of no-op timers, so the ratio says what device logic costs.
 It also prints the events/s of the devices' own time, leaving out the time spent in the
-in-memory server (in a real run the server is another process).
+in-memory server (in a real run the server is another process), and a second baseline: the
+sessions/s of the SyncML codec alone, each session's two messages written and read once.
 Targets (issue 3): 100,000 devices within 1 GB (<= 10 KB each); >= 50,000 device events/s.
 
     python bench/fleet_memory.py [--devices 100000] [--poll-devices 2000] [--rounds 3]
@@ -24,10 +25,11 @@ import time
 from emulator.clock import DAY, VirtualClock
 from emulator.device.agent import DeviceGroup
 from emulator.device.fleet import Fleet
-from emulator.device.session import Reply
+from emulator.device.session import Reply, package1
 from emulator.events import EventLog
 from emulator.logs import configure_logging
 from emulator.syncml import CONTENT_TYPE, Message, Status, SyncHdr, parse, serialize
+from emulator.syncml.session import ClientSession
 from emulator.wns.models import App
 from emulator.wns.service import WnsConfig, WnsService
 
@@ -49,11 +51,11 @@ class StatusOnlyServer:
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
         t0 = time.perf_counter()
         try:
-            return self._answer(url, body)
+            return self.answer(url, body)
         finally:
             self.spent += time.perf_counter() - t0
 
-    def _answer(self, url: str, body: bytes) -> Reply:
+    def answer(self, url: str, body: bytes) -> Reply:
         msg = parse(body)
         statuses = [Status("1", msg.header.msg_id, "0", "SyncHdr", "200")]
         for i, cmd in enumerate(msg.commands, start=2):
@@ -107,6 +109,25 @@ async def day_of_polls(n: int) -> tuple[float, float, int, float]:
     return wall, server.spent, fired + events, fleet.sessions_run / wall
 
 
+def codec_floor(sessions: int) -> float:
+    """Sessions/s of the SyncML codec alone: a poll session's two messages (package 1 and the
+    Status-only reply) each written and read once, as the fleet does, with no device or
+    server logic, no clock and no event log around them."""
+    clock = VirtualClock()
+    device = next(iter(build(1, clock).devices.values()))
+    package = package1(device, ClientSession("1", device.device_id, device.group.server_url))
+    body = serialize(package)
+    reply = parse(StatusOnlyServer().answer(device.group.server_url, body).body)
+    answer = serialize(reply)
+    for _ in range(2):  # as in the fleet, each shape has been read before
+        parse(body), parse(answer)
+    t0 = time.perf_counter()
+    for _ in range(sessions):
+        parse(serialize(package))
+        parse(serialize(reply))
+    return sessions / (time.perf_counter() - t0)
+
+
 def bare_timers(count: int) -> float:
     clock = VirtualClock()
     for i in range(count):
@@ -129,19 +150,21 @@ def main() -> None:
         f"memory: {args.devices} idle devices, {per_device / 1024:.2f} KB each, "
         f"{total_mb:.0f} MB total (target <= 10 KB, <= 1 GB)"
     )
-    rates, ratios, sessions, own = [], [], [], []
+    rates, ratios, sessions, own, floors = [], [], [], [], []
     for r in range(args.rounds):
         wall, in_server, events, sps = asyncio.run(day_of_polls(args.poll_devices))
         rate = events / wall
         bare = bare_timers(events)
+        floor = codec_floor(round(sps * wall))
         rates.append(rate)
         ratios.append(rate / bare)
         sessions.append(sps)
         own.append(events / (wall - in_server))
+        floors.append(floor)
         print(
             f"round {r + 1}: {events} device events in {wall:.2f} s = {rate:,.0f}/s "
             f"({sps:,.0f} sessions/s; {in_server / wall:.0%} of the time in the server); "
-            f"bare scheduler {bare:,.0f} timers/s"
+            f"bare scheduler {bare:,.0f} timers/s; codec alone {floor:,.0f} sessions/s"
         )
     print(
         f"median: {statistics.median(rates):,.0f} device events/s (target >= 50,000), "
@@ -149,6 +172,11 @@ def main() -> None:
         f"{statistics.median(ratios):.3f}x the bare scheduler; "
         f"{statistics.median(own):,.0f} device events per second of the devices' own time "
         "(the in-memory server's left out)"
+    )
+    print(
+        f"codec alone: {statistics.median(floors):,.0f} sessions/s, so at most "
+        f"{statistics.median(floors) * events / (sps * wall):,.0f} device events/s with the "
+        "SyncML of both sides and nothing else"
     )
 
 
