@@ -222,6 +222,36 @@ def test_dtd_text_inside_data_is_data() -> None:
     assert replace.items[0].data == payload
 
 
+@pytest.mark.parametrize(
+    ("markup", "kept"),
+    [
+        (  # inherits the message's default namespace: written back without a prefix
+            '<wap-provisioningdoc version="1.1"><characteristic type="A">'
+            '<parm name="p" value="1"/></characteristic></wap-provisioningdoc>',
+            '<wap-provisioningdoc version="1.1"><characteristic type="A">'
+            '<parm name="p" value="1" /></characteristic></wap-provisioningdoc>',
+        ),
+        (  # declares its own: keeps it
+            '<policy xmlns="urn:example:p"><x>1</x></policy>',
+            '<ns0:policy xmlns:ns0="urn:example:p"><ns0:x>1</ns0:x></ns0:policy>',
+        ),
+    ],
+)
+def test_markup_inside_data_is_kept_as_written(markup: str, kept: str) -> None:
+    """A CSP payload sent as markup inside Data (not escaped, not CDATA) reaches the command
+    as the server wrote it, so a later Get returns it unchanged [MSMDM 2.2.5]: its elements
+    inherit SYNCML:SYNCML1.2 but carry no namespace prefix of ElementTree's making."""
+    message = parse(
+        _wrap(
+            "<Replace><CmdID>1</CmdID><Item><Target><LocURI>./Vendor/x</LocURI></Target>"
+            f"<Data>{markup}</Data></Item></Replace>"
+        )
+    )
+    (replace,) = message.commands
+    assert isinstance(replace, Replace)
+    assert replace.items[0].data == kept
+
+
 def test_ten_megabyte_body_is_refused_before_parsing() -> None:
     with pytest.raises(SyncMLError, match="exceeds"):
         parse(b"<SyncML>" + b" " * (10 * 1024 * 1024) + b"</SyncML>")

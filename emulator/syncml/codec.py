@@ -10,6 +10,7 @@ Must not: judge session rules (MsgID order, one Status per command ...): the ses
 from __future__ import annotations
 
 import codecs
+import copy
 import re
 import xml.etree.ElementTree as ET
 from xml.parsers.expat import ExpatError
@@ -131,12 +132,23 @@ def _data(kids: Kids, path: str) -> str | None:
     data = _one(kids, "Data", path)
     if not len(data):
         return data.text or ""
-    # Data is text; embedded markup (some CSP payloads) is kept verbatim as a string, written
-    # back by ElementTree's recursive serializer, so its depth is bounded first.
+    # Data is text; embedded markup (some CSP payloads) is kept as a string, written back by
+    # ElementTree's recursive serializer, so its depth is bounded first.
     if _depth(data) > MAX_DATA_DEPTH:
         raise SyncMLError(f"{path}/Data", f"markup nested deeper than {MAX_DATA_DEPTH} levels")
-    inner = "".join(ET.tostring(child, encoding="unicode") for child in data)
-    return (data.text or "") + inner
+    return (data.text or "") + "".join(_as_written(child, _ns(data.tag)) for child in data)
+
+
+def _as_written(element: ET.Element, inherited: str) -> str:
+    """Markup inside Data as the peer wrote it: its elements inherit the message's default
+    namespace, which ElementTree would otherwise spell as an ``ns0:`` prefix on every tag.
+    Elements of another namespace keep it (ElementTree declares it on them)."""
+    element = copy.deepcopy(element)
+    qualified = f"{{{inherited}}}"
+    for node in element.iter():
+        if isinstance(node.tag, str) and node.tag.startswith(qualified):
+            node.tag = node.tag[len(qualified) :]
+    return ET.tostring(element, encoding="unicode")
 
 
 def _depth(el: ET.Element) -> int:
