@@ -64,20 +64,21 @@ LOGIN_STATUS = Alert(
 )
 #: DevInfo items after DevId, shared by every device reporting the same values (bounded: a
 #: fleet has a few device models).
+_DEVINFO_AFTER_ID = ("Man", "Mod", "DmV", "Lang")
 _DEVINFO_TAILS: dict[tuple[str, ...], tuple[Item, ...]] = {}
 _DEVINFO_TAILS_SIZE = 256
 
 
 def package1(device: Device, session: ClientSession) -> Message:
     """The session-opening message (protocol.md 3.4 and section 0)."""
-    values = tuple(device.computed(key) for key in ("Man", "Mod", "DmV", "Lang"))
+    values = tuple(device.computed(key) for key in _DEVINFO_AFTER_ID)
     tail = _DEVINFO_TAILS.get(values)
     if tail is None:
         if len(_DEVINFO_TAILS) >= _DEVINFO_TAILS_SIZE:
             _DEVINFO_TAILS.clear()
         tail = _DEVINFO_TAILS[values] = tuple(
             Item(source=f"./DevInfo/{key}", data=value)
-            for key, value in zip(("Man", "Mod", "DmV", "Lang"), values, strict=True)
+            for key, value in zip(_DEVINFO_AFTER_ID, values, strict=True)
         )
     devid = Item(source="./DevInfo/DevId", data=device.computed("DevId"))
     return session.start((CLIENT_INITIATED, LOGIN_STATUS, Replace("3", (devid, *tail))))
