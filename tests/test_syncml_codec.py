@@ -211,15 +211,20 @@ def test_dtd_text_inside_data_is_data() -> None:
     """Only a real DTD is forbidden [OMADM]: markup-like text a CDATA section carries in Data
     (a CSP payload may be XML) reaches the command verbatim."""
     payload = '<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>'
+    assert _replaced_data(f"<![CDATA[{payload}]]>") == payload
+
+
+def _replaced_data(content: str) -> str | None:
+    """The Data a server's Replace carries, read from ``<Data>{content}</Data>``."""
     message = parse(
         _wrap(
             "<Replace><CmdID>1</CmdID><Item><Target><LocURI>./Vendor/x</LocURI></Target>"
-            f"<Data><![CDATA[{payload}]]></Data></Item></Replace>"
+            f"<Data>{content}</Data></Item></Replace>"
         )
     )
     (replace,) = message.commands
     assert isinstance(replace, Replace)
-    assert replace.items[0].data == payload
+    return replace.items[0].data
 
 
 @pytest.mark.parametrize(
@@ -241,15 +246,7 @@ def test_markup_inside_data_is_kept_as_written(markup: str, kept: str) -> None:
     """A CSP payload sent as markup inside Data (not escaped, not CDATA) reaches the command
     as the server wrote it, so a later Get returns it unchanged [MSMDM 2.2.5]: its elements
     inherit SYNCML:SYNCML1.2 but carry no namespace prefix of ElementTree's making."""
-    message = parse(
-        _wrap(
-            "<Replace><CmdID>1</CmdID><Item><Target><LocURI>./Vendor/x</LocURI></Target>"
-            f"<Data>{markup}</Data></Item></Replace>"
-        )
-    )
-    (replace,) = message.commands
-    assert isinstance(replace, Replace)
-    assert replace.items[0].data == kept
+    assert _replaced_data(markup) == kept
 
 
 def test_ten_megabyte_body_is_refused_before_parsing() -> None:
