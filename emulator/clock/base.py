@@ -138,7 +138,7 @@ class Clock(Protocol):
     def busy(self) -> AbstractContextManager[None]:
         """Context manager: work in flight; a virtual clock does not jump while it is held."""
 
-    def parked(self, peer_units: int = 0) -> AbstractContextManager[None]:
+    def parked(self, peer_units: int = 0) -> AbstractContextManager[object]:
         """Context manager: the current task releases what it holds while it waits on time."""
 
     def holding(self) -> bool:
@@ -248,21 +248,28 @@ class Scheduler(abc.ABC):
         return _HELD.get() > 0
 
     @contextmanager
-    def parked(self, peer_units: int = 0) -> Iterator[None]:
-        """Release what the current task holds while it waits on time.
+    def parked(self, peer_units: int = 0) -> Iterator[_Parking]:
+        """Release what the current task holds while it waits on time; take it back when the
+        wait ends, unless :meth:`_unpark` took it back earlier.
 
         ``peer_units``: a server answering an in-world client (one that holds a unit while it
         awaits the response) also releases the client's unit, since that client is waiting on
         this server, which is waiting on time. Without it, injected latency would deadlock.
         """
-        held = _HELD.get() + peer_units
-        self._release(held)
+        parking = _Parking(_HELD.get() + peer_units)
+        self._release(parking.held)
         token = _HELD.set(0)
         try:
-            yield
+            yield parking
         finally:
             _HELD.reset(token)
-            self._take(held)  # `held` includes peer_units
+            self._unpark(parking)
+
+    def _unpark(self, parking: _Parking) -> None:
+        """Take back what a parked task released (`held` includes peer_units), once."""
+        if not parking.returned:
+            parking.returned = True
+            self._take(parking.held)
 
     async def _wait_released(self) -> None:
         """Wait until the busy count drops to zero (used by the virtual clock's driver)."""
@@ -272,27 +279,21 @@ class Scheduler(abc.ABC):
 
     # -- asyncio helpers ----------------------------------------------------------------
     async def sleep(self, ms: int, *, peer_units: int = 0) -> None:
-        """Wait ``ms`` on this clock, releasing what the current task holds (``peer_units``:
-        see :meth:`parked`). The timer that ends the wait takes it back as it fires, so the
-        world is busy from that instant: the woken task has work to do, and time must not
-        skip before it runs, however many event-loop turns that takes."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        held = _HELD.get() + peer_units
-        timer = self.call_later(ms, self._wake, fut, held)
-        self._release(held)
-        token = _HELD.set(0)
-        try:
-            await fut
-        finally:
-            _HELD.reset(token)
-            timer.cancel()
-            if fut.cancelled():  # not woken by the timer: take back here
-                self._take(held)
+        """Wait ``ms`` on this clock, parked (see :meth:`parked`). The timer that ends the wait
+        takes the hold back as it fires, so the world is busy from that instant: the woken
+        task has work to do, and time must not skip before it runs, however many event-loop
+        turns that takes."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self.parked(peer_units) as parking:
+            timer = self.call_later(ms, self._wake, fut, parking)
+            try:
+                await fut
+            finally:
+                timer.cancel()
 
-    def _wake(self, fut: asyncio.Future[None], held: int) -> None:
+    def _wake(self, fut: asyncio.Future[None], parking: _Parking) -> None:
         if not fut.done():
-            self._take(held)
+            self._unpark(parking)
             fut.set_result(None)
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
@@ -314,6 +315,16 @@ class Scheduler(abc.ABC):
                 error=repr(task.exception()),
                 at=iso(self.now()),
             )
+
+
+class _Parking:
+    """What a parked task released, and whether it has been taken back."""
+
+    __slots__ = ("held", "returned")
+
+    def __init__(self, held: int) -> None:
+        self.held = held
+        self.returned = False
 
 
 class _Hold:
