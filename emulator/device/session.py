@@ -11,6 +11,7 @@ next (the agent does, from the returned :class:`SessionEnd`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
@@ -62,24 +63,21 @@ CLIENT_INITIATED = Alert("1", "1201")  # for every trigger (section 0)
 LOGIN_STATUS = Alert(
     "2", "1224", (Item(meta=Meta(type="com.microsoft/MDM/LoginStatus"), data="none"),)
 )
-#: DevInfo items after DevId, shared by every device reporting the same values (bounded: a
-#: fleet has a few device models).
 _DEVINFO_AFTER_ID = ("Man", "Mod", "DmV", "Lang")
-_DEVINFO_TAILS: dict[tuple[str, ...], tuple[Item, ...]] = {}
-_DEVINFO_TAILS_SIZE = 256
+
+
+@functools.lru_cache(maxsize=256)  # a fleet has a few device models
+def _devinfo_tail(values: tuple[str, ...]) -> tuple[Item, ...]:
+    """DevInfo items after DevId, shared by every device reporting the same values."""
+    return tuple(
+        Item(source=f"./DevInfo/{key}", data=value)
+        for key, value in zip(_DEVINFO_AFTER_ID, values, strict=True)
+    )
 
 
 def package1(device: Device, session: ClientSession) -> Message:
     """The session-opening message (protocol.md 3.4 and section 0)."""
-    values = tuple(device.computed(key) for key in _DEVINFO_AFTER_ID)
-    tail = _DEVINFO_TAILS.get(values)
-    if tail is None:
-        if len(_DEVINFO_TAILS) >= _DEVINFO_TAILS_SIZE:
-            _DEVINFO_TAILS.clear()
-        tail = _DEVINFO_TAILS[values] = tuple(
-            Item(source=f"./DevInfo/{key}", data=value)
-            for key, value in zip(_DEVINFO_AFTER_ID, values, strict=True)
-        )
+    tail = _devinfo_tail(tuple(device.computed(key) for key in _DEVINFO_AFTER_ID))
     devid = Item(source="./DevInfo/DevId", data=device.computed("DevId"))
     return session.start((CLIENT_INITIATED, LOGIN_STATUS, Replace("3", (devid, *tail))))
 

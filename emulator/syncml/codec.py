@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import functools
 import re
 import xml.etree.ElementTree as ET
 from xml.parsers.expat import ExpatError
@@ -68,18 +69,10 @@ class SyncMLError(Exception):
 Kids = dict[str, list[ET.Element]]
 
 
-#: ``{namespace}Name`` -> ``Name``: a message repeats a few dozen tags many times over.
-_LOCAL_NAMES: dict[str, str] = {}
-_LOCAL_NAMES_SIZE = 1024  # tags beyond this are not remembered (any sender may invent)
-
-
+@functools.lru_cache(maxsize=1024)  # a message repeats a few dozen tags many times over
 def _local(tag: str) -> str:
-    name = _LOCAL_NAMES.get(tag)
-    if name is None:
-        name = tag[tag.rfind("}") + 1 :] if tag[:1] == "{" else tag
-        if len(_LOCAL_NAMES) < _LOCAL_NAMES_SIZE:
-            _LOCAL_NAMES[tag] = name
-    return name
+    """``{namespace}Name`` -> ``Name``."""
+    return tag[tag.rfind("}") + 1 :] if tag[:1] == "{" else tag
 
 
 def _ns(tag: str) -> str:
@@ -88,10 +81,8 @@ def _ns(tag: str) -> str:
 
 def _kids(el: ET.Element) -> Kids:
     out: Kids = {}
-    names = _LOCAL_NAMES
     for child in el:
-        tag = child.tag
-        name = names.get(tag) or _local(tag)  # the walk's hottest line: no call when known
+        name = _local(child.tag)
         found = out.get(name)
         if found is None:
             out[name] = [child]
@@ -146,7 +137,7 @@ def _as_written(element: ET.Element, inherited: str) -> str:
     element = copy.deepcopy(element)
     qualified = f"{{{inherited}}}"
     for node in element.iter():
-        if isinstance(node.tag, str) and node.tag.startswith(qualified):
+        if node.tag.startswith(qualified):
             node.tag = node.tag[len(qualified) :]
     return ET.tostring(element, encoding="unicode")
 

@@ -30,6 +30,7 @@ most ``MAX_PLANNED_ELEMENTS`` elements each (a larger message is always walked).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import xml.etree.ElementTree as ET
@@ -114,13 +115,14 @@ def _learn(
         for element in elements:
             element.text = None
         blank = walk(root)
+    except Exception:  # any failure to plan means: walk this shape
+        return None
+    finally:
         for element, text in zip(elements, texts, strict=True):
             element.text = text
+    with contextlib.suppress(Exception):  # a plan that cannot replay the walk is not kept
         if plan(elements) == message and plan([_BLANK] * len(elements)) == blank:
             return plan
-    except Exception:  # any failure to plan means: walk this shape
-        for element, text in zip(elements, texts, strict=True):
-            element.text = text
     return None
 
 
@@ -141,7 +143,8 @@ def _expression(value: object, names: dict[str, Any]) -> str:
         return "(" + "".join(f"{_expression(v, names)}, " for v in value) + ")"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
-        if names.setdefault(cls.__name__, _builder(cls)) is not _builder(cls):
+        built = _builder(cls)
+        if names.setdefault(cls.__name__, built) is not built:
             raise _Unplannable(f"two model classes named {cls.__name__}")
         args = ", ".join(
             _expression(getattr(value, f.name), names) for f in dataclasses.fields(value)
