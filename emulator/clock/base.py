@@ -158,6 +158,7 @@ class Scheduler(abc.ABC):
         self._quiet_checks: list[Callable[[], bool]] = []
         self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to spawned tasks
         self.fired = 0  # timers fired so far (a cheap progress figure)
+        self._hold = _Hold(self)  # what busy() returns: one per clock, it keeps no state
 
     # -- time ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -242,7 +243,7 @@ class Scheduler(abc.ABC):
                     fut.set_result(None)
 
     def busy(self) -> _Hold:
-        return _Hold(self)
+        return self._hold
 
     def holding(self) -> bool:
         return _HELD.get() > 0
@@ -328,17 +329,19 @@ class _Parking:
 
 
 class _Hold:
-    """``with clock.busy():`` (a slotted class: this sits on every request's hot path)."""
+    """``with clock.busy():``. It sits on every request's hot path, so each clock has one,
+    shared by every task: it keeps no per-use state (a task's own count lives in its
+    context, and holds nest, so leaving one is the count minus one)."""
 
-    __slots__ = ("_scheduler", "_token")
+    __slots__ = ("_scheduler",)
 
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
 
     def __enter__(self) -> None:
-        self._scheduler._take(1)
-        self._token = _HELD.set(_HELD.get() + 1)
+        self._scheduler._busy += 1
+        _HELD.set(_HELD.get() + 1)
 
     def __exit__(self, *exc: object) -> None:
-        _HELD.reset(self._token)
+        _HELD.set(_HELD.get() - 1)
         self._scheduler._release(1)
