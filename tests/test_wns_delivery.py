@@ -47,10 +47,9 @@ def send(
     service.notify(
         "POST",
         query,
-        headers.items(),
+        headers,
         body.encode(),
         declared_length=len(body),
-        chunked=False,
         now=clock.now(),
         ex=ex,
     )

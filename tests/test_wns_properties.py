@@ -104,10 +104,9 @@ def test_core_only_raises_protocol_errors(
         service.notify(
             method,
             query,
-            multi.items(),
+            multi,
             body,
             declared_length=len(body),
-            chunked=False,
             now=clock.now(),
             ex=Exchange(),
         )

@@ -141,19 +141,18 @@ class World:
 
     def push(self, channel_uri: str, body: bytes = b"sync") -> Push:
         """A sender's raw push, straight into the WNS core (raises NotifyError)."""
-        headers = [
-            ("Authorization", f"Bearer {self.token()}"),
-            ("X-WNS-Type", "wns/raw"),
-            ("Content-Type", "application/octet-stream"),
-            ("X-WNS-Cache-Policy", "cache"),
-        ]
+        headers = {
+            "Authorization": f"Bearer {self.token()}",
+            "X-WNS-Type": "wns/raw",
+            "Content-Type": "application/octet-stream",
+            "X-WNS-Cache-Policy": "cache",
+        }
         return self.wns.notify(
             "POST",
             channel_uri.partition("?")[2],
             headers,
             body,
             declared_length=len(body),
-            chunked=False,
             now=self.clock.now(),
             ex=Exchange(),
         )

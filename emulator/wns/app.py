@@ -46,10 +46,6 @@ def _crash() -> web.Response:
     )
 
 
-def _chunked(request: web.Request) -> bool:
-    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-
-
 class _Endpoints:
     """``POST <ChannelURI>`` and ``POST /accesstoken.srf`` of one fake WNS."""
 
@@ -73,10 +69,9 @@ class _Endpoints:
             self.service.notify(
                 request.method,
                 request.raw_path.partition("?")[2],
-                request.headers.items(),
+                request.headers,
                 body,
                 declared_length=request.content_length,
-                chunked=_chunked(request),
                 now=now,
                 ex=ex,
             )
@@ -90,7 +85,9 @@ class _Endpoints:
             ex.outcome = err.wns_status or f"error: {err.description}"
         headers["X-WNS-Debug-Trace"] = ex.debug_trace
         headers["MS-CV"] = ex.ms_cv
-        await self._conclude(request, "notify", body, status, ex, headers, now)
+        if ex.latency_ms:
+            await self._delay(request, ex.latency_ms)
+        self._record(request, "notify", body, status, ex, headers, now)
         return web.Response(status=status, headers=headers)
 
     async def token(self, request: web.Request) -> web.Response:
@@ -115,7 +112,9 @@ class _Endpoints:
             payload = {"error": err.error, "error_description": err.description}
             ex.outcome = f"error: {err.error}"
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
-        await self._conclude(request, "token", body, status, ex, headers, now)
+        if ex.latency_ms:
+            await self._delay(request, ex.latency_ms)
+        self._record(request, "token", body, status, ex, headers, now)
         return web.Response(
             status=status,
             headers=headers,
@@ -123,7 +122,13 @@ class _Endpoints:
             content_type="application/json",
         )
 
-    async def _conclude(
+    async def _delay(self, request: web.Request, latency_ms: int) -> None:
+        """Wait out injected latency on the emulated clock. While waiting, an in-world
+        client's hold is released too (see ``Scheduler.parked``)."""
+        held = 1 if request.headers.get(HELD_HEADER) == "1" else 0
+        await self.clock.sleep(latency_ms, peer_units=held)
+
+    def _record(
         self,
         request: web.Request,
         kind: str,
@@ -133,13 +138,7 @@ class _Endpoints:
         headers: dict[str, str],
         now: int,
     ) -> None:
-        """Wait out injected latency on the emulated clock, then record the exchange.
-
-        While waiting, an in-world client's hold is released too (see ``Scheduler.parked``).
-        """
-        if ex.latency_ms:
-            held = 1 if request.headers.get(HELD_HEADER) == "1" else 0
-            await self.clock.sleep(ex.latency_ms, peer_units=held)
+        """Record the exchange (with its injected latency waited out: ``now`` is its start)."""
         self.service.record(
             kind=kind,
             method=request.method,

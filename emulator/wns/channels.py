@@ -89,7 +89,7 @@ class ChannelRegistry:
         self.rate_limit = rate_limit  # (pushes, window ms) per channel, None = unlimited
         self.blocked: set[str] = set()  # PFNs blocked for abuse [PUSH]
         self.channels: dict[str, Channel] = {}  # by decoded token
-        self.by_encoded: dict[str, Channel] = {}  # by the token exactly as issued (fast path)
+        self.by_query: dict[str, Channel] = {}  # by the URI's query exactly as issued (fast path)
         self.by_id: dict[str, Channel] = {}
         self.by_device: dict[str, list[Channel]] = {}  # issue order
         self.current: dict[tuple[str, str], Channel] = {}  # (device, pfn) -> newest channel
@@ -138,7 +138,7 @@ class ChannelRegistry:
         )
         self._next_id += 1
         self.channels[channel.token] = channel
-        self.by_encoded[encoded] = channel
+        self.by_query[f"token={encoded}"] = channel
         self.by_id[channel.id] = channel
         self.by_device.setdefault(device_id, []).append(channel)
         return channel
@@ -151,7 +151,7 @@ class ChannelRegistry:
         """Drop every trace of a channel: pushes to its URI get 404, as to one never issued."""
         self.revoke(channel)
         self.channels.pop(channel.token, None)
-        self.by_encoded.pop(_as_issued(channel.token), None)
+        self.by_query.pop(f"token={_as_issued(channel.token)}", None)
 
     def find(self, token: str | None) -> Channel | None:
         return None if token is None else self.channels.get(token)
@@ -159,10 +159,9 @@ class ChannelRegistry:
     def find_by_query(self, raw_query: str) -> Channel | None:
         """The channel a request's raw query names: the URI as issued (the common case, one
         dict lookup), else any equivalent percent-encoding of its token."""
-        if raw_query.startswith("token=") and "&" not in raw_query:
-            channel = self.by_encoded.get(raw_query[6:])
-            if channel is not None:
-                return channel
+        channel = self.by_query.get(raw_query)
+        if channel is not None:
+            return channel
         return self.find(token_from_query(raw_query))
 
     def state(self, channel: Channel, now: int) -> str:

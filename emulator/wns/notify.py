@@ -2,17 +2,18 @@
 
 Owns: turning the request line, headers and body of ``POST <ChannelURI>`` into a checked
 :class:`Rules` verdict, or raising the exact protocol error the real service would give.
-Must not: look up channels or tokens, or do I/O. Headers arrive as ``(name, value)`` pairs
-(multidict's ``items()``, which aiohttp uses, keeps repeats); :func:`collect` reads the ones
-WNS cares about in one pass, so the hot path does not scan the headers once per rule.
+Must not: look up channels or tokens, or do I/O. Headers arrive as a multidict (aiohttp's
+keeps repeats and order); :func:`collect` picks the ones WNS cares about by where they sit,
+so the hot path does not scan the headers once per rule.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import re
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
 
 from emulator.wns.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
@@ -48,53 +49,75 @@ RULED = frozenset(
 )
 
 
-class Collected(NamedTuple):
-    """The headers a notification's judges read, gathered in one pass."""
+class HeaderView(Protocol):
+    """Request headers in arrival order, repeats kept: aiohttp's CIMultiDictProxy fits, and
+    so does a plain dict."""
 
-    ruled: dict[str, str]  # lower-cased RULED name -> its first value, in request order
-    authorization: str | None  # first Authorization value
-    ms_cv: str | None  # first MS-CV value (repeats are allowed and ignored)
+    def keys(self) -> Iterable[str]: ...
+
+    def values(self) -> Iterable[str]: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+class Layout(NamedTuple):
+    """Where the headers a notification's judges read sit in a request, by index into its
+    header values; -1 for an absent header picks the None that :func:`collect` appends."""
+
+    ruled_names: tuple[str, ...]  # lower-cased RULED names, first occurrences, request order
+    pick_ruled: Callable[[Values], tuple[str, ...]]  # their values
+    authorization_at: int  # the first Authorization
+    ms_cv_at: int  # the first MS-CV (repeats are allowed and ignored)
+    transfer_encoding_at: int  # the first Transfer-Encoding
     repeated: str | None  # lower-cased name of the first once-only header sent twice
 
 
-#: Header name as a sender spells it -> its lower-case form if a judge reads it, else "".
-#: Senders spell the same names on every push, so this spares a ``lower()`` per header.
-_WATCHED_AS_SENT: dict[str, str] = {}
-_WATCHED_AS_SENT_SIZE = 256  # names beyond this are not remembered (any sender may invent)
+Values = tuple[str | None, ...]  # a request's header values in order, then None
 
 
-def _watched(name: str) -> str:
-    key = name.lower()
-    key = key if key in RULED or key in ("authorization", "ms-cv") else ""
-    if len(_WATCHED_AS_SENT) < _WATCHED_AS_SENT_SIZE:
-        _WATCHED_AS_SENT[name] = key
-    return key
+def collect(headers: HeaderView) -> tuple[Layout, Values]:
+    """The layout of a request's headers, and their values. The layout depends on the header
+    names only, and a sender sends the same names in the same order on every push, so it is
+    worked out once per list of names (:func:`_layout`) and values are picked by index."""
+    names = tuple(headers.keys())
+    values = (*headers.values(), None)
+    if len(names) != len(values) - 1:  # multidict's keys() lists a repeated name once
+        names = tuple([name for name, _ in headers.items()])
+    return _layout(names), values
 
 
-def collect(pairs: Iterable[tuple[str, str]]) -> Collected:
-    """The watched headers of a request, in one pass over its ``(name, value)`` pairs."""
-    ruled: dict[str, str] = {}
-    authorization = ms_cv = repeated = None
-    known = _WATCHED_AS_SENT
-    for name, value in pairs:
-        key = known.get(name)
-        if key is None:
-            key = _watched(name)
-        if not key:
-            continue
-        if key in RULED:
-            if key not in ruled:
-                ruled[key] = value
-            elif repeated is None:
-                repeated = key
-        elif key == "authorization":
-            if authorization is None:
-                authorization = value
-            elif repeated is None:
-                repeated = key
-        elif ms_cv is None:
-            ms_cv = value
-    return Collected(ruled, authorization, ms_cv, repeated)
+@functools.lru_cache(maxsize=256)  # any sender may invent names; a few layouts are common
+def _layout(names: tuple[str, ...]) -> Layout:
+    ruled: dict[str, int] = {}
+    first: dict[str, int] = {}
+    repeated = None
+    for at, name in enumerate(names):
+        key = name.lower()
+        if key in RULED or key == "authorization":
+            if key in ruled or key in first:
+                repeated = repeated or key
+            elif key in RULED:
+                ruled[key] = at
+            else:
+                first[key] = at
+        elif key in ("ms-cv", "transfer-encoding"):
+            first.setdefault(key, at)
+    return Layout(
+        tuple(ruled),
+        _picker(tuple(ruled.values())),
+        first.get("authorization", -1),
+        first.get("ms-cv", -1),
+        first.get("transfer-encoding", -1),
+        repeated,
+    )
+
+
+def _picker(indexes: tuple[int, ...]) -> Callable[[Values], tuple[str, ...]]:
+    """A function picking the values at ``indexes`` as a tuple (itemgetter, in C, returns a
+    bare item for one index and needs at least one)."""
+    if len(indexes) > 1:
+        return operator.itemgetter(*indexes)
+    return lambda values: tuple(values[at] for at in indexes)  # type: ignore[misc]
 
 
 class Rules(NamedTuple):
@@ -118,16 +141,17 @@ def check_method(method: str) -> None:
 
 
 def parse_notification(
-    headers: Collected, body: bytes, *, declared_length: int | None, chunked: bool
+    layout: Layout, values: Values, body: bytes, *, declared_length: int | None
 ) -> Rules:
     """Check every header rule of [WNSHDR] 2.4 and the payload rules; raise 400/413."""
-    if headers.repeated is not None:
-        raise BadRequest(f"The {headers.repeated} header appears more than once.")
-    if chunked:
+    if layout.repeated is not None:
+        raise BadRequest(f"The {layout.repeated} header appears more than once.")
+    encoding = values[layout.transfer_encoding_at]
+    if encoding is not None and "chunked" in encoding.lower():
         raise BadRequest("Chunked transfer encoding is not supported; send Content-Length.")
     if declared_length is None:
         raise BadRequest("The Content-Length header is required.")
-    rules = _header_rules(tuple(headers.ruled.items()))
+    rules = _header_rules(layout.ruled_names, layout.pick_ruled(values))
     if isinstance(rules, str):
         raise BadRequest(rules)
     if declared_length > RAW_LIMIT_BYTES or len(body) > RAW_LIMIT_BYTES:
@@ -141,12 +165,12 @@ def parse_notification(
 
 
 @functools.lru_cache(maxsize=512)
-def _header_rules(ruled: tuple[tuple[str, str], ...]) -> Rules | str:
-    """The header verdict for the ruled ``(name, value)`` pairs: the parsed rules, or the 400
-    description. Memoized: a sender repeats the same headers on every push, so the hot path
-    skips re-validation."""
+def _header_rules(names: tuple[str, ...], values: tuple[str, ...]) -> Rules | str:
+    """The header verdict for the ruled headers' names and values: the parsed rules, or the
+    400 description. Memoized: a sender repeats the same headers on every push, so the hot
+    path skips re-validation."""
     try:
-        return _check_rules(dict(ruled))
+        return _check_rules(dict(zip(names, values, strict=True)))
     except BadRequest as err:
         return err.description
 

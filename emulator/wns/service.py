@@ -13,9 +13,10 @@ revoked / expired -> 400 headers -> 413 payload -> 406 throttle -> 200 received|
 from __future__ import annotations
 
 import base64
+import functools
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -46,7 +47,7 @@ from emulator.wns.models import (
     RequestRecord,
     new_record,
 )
-from emulator.wns.notify import check_method, collect, parse_notification
+from emulator.wns.notify import HeaderView, check_method, collect, parse_notification
 from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
 
 Subscriber = Callable[[Channel, Delivery], None]
@@ -180,11 +181,10 @@ class WnsService:
         self,
         method: str,
         raw_query: str,
-        headers: Iterable[tuple[str, str]],
+        headers: HeaderView,
         body: bytes,
         *,
         declared_length: int | None,
-        chunked: bool,
         now: int,
         ex: Exchange,
     ) -> Push:
@@ -193,15 +193,15 @@ class WnsService:
         Every accepted push is in :attr:`records` (with its Msg-ID and outcome), so it is not
         logged again here: this is the hot path of every sender.
         """
-        found = collect(headers)
-        self._start(ex, found.ms_cv)
+        layout, values = collect(headers)
+        self._start(ex, values[layout.ms_cv_at])
         check_method(method)
         channel = self.registry.find_by_query(raw_query)
         ex.channel = channel
         ex.sid = channel.sid if channel else None
         if self.faults.faults:
             self._take_fault(ex, channel)
-        token = self._authenticate(found.authorization, now)
+        token = self._authenticate(values[layout.authorization_at], now)
         if channel is None:
             raise ChannelNotFound("The channel URI is not valid or is not recognized by WNS.")
         if token.sid != channel.sid:
@@ -210,7 +210,7 @@ class WnsService:
                 "the access token belongs to another app."
             )
         self.registry.check_usable(channel, now)
-        rules = parse_notification(found, body, declared_length=declared_length, chunked=chunked)
+        rules = parse_notification(layout, values, body, declared_length=declared_length)
         self.registry.check_rate(channel, now)
         ttl_s = rules.ttl_s
         push = Push(
@@ -257,10 +257,9 @@ class WnsService:
     def _authenticate(self, authorization: str | None, now: int) -> AccessToken:
         if not authorization:
             raise Unauthorized("The Authorization header is missing.", token_presented=False)
-        scheme, _, credential = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
+        credential = _bearer_credential(authorization)
+        if not credential:
             raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
-        credential = credential.strip()
         token = self.tokens.resolve(credential, now)
         if token is None:
             known = self.tokens.known(credential)
@@ -370,15 +369,26 @@ class WnsService:
     # -- ids ------------------------------------------------------------------------------
     def _start(self, ex: Exchange, ms_cv: str | None) -> None:
         ex.ms_cv = ms_cv or self._new_cv()
-        ex.debug_trace = f"DMEMU{self._seq + 1:08d}"
+        # %-formatting: ~1k instructions cheaper per push than a format spec (callgrind)
+        ex.debug_trace = "DMEMU%08d" % (self._seq + 1)  # noqa: UP031
 
     def _msg_id(self) -> str:
-        return f"{self._ids.getrandbits(64):016X}"  # [WNSHDR] alphanumeric <= 16 chars
+        # [WNSHDR] alphanumeric <= 16 chars; %-formatting as in _start
+        return "%016X" % self._ids.getrandbits(64)  # noqa: UP031
 
     def _new_cv(self) -> str:
         # A correlation vector is "<base>.<extension>" [WNSHDR]: one random base per service
         # and the request number as extension gives each response its own value cheaply.
         return f"{self._cv_base}.{self._seq + 1}"
+
+
+@functools.lru_cache(maxsize=256)
+def _bearer_credential(authorization: str) -> str:
+    """The access token of an ``Authorization: Bearer <token>`` value, "" for any other shape.
+    Memoized: a sender presents the same header until its token expires, and the result is
+    the same string each time, so the token lookup reuses its hash."""
+    scheme, _, credential = authorization.strip().partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
 
 
 __all__ = ["Exchange", "Subscriber", "WnsConfig", "WnsService"]
