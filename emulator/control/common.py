@@ -17,7 +17,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from emulator.clock import Clock, http_date
@@ -103,12 +103,12 @@ def guard(
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                exc.headers["Date"] = http_date(clock.now())
+                exc.headers[hdrs.DATE] = http_date(clock.now())
                 raise
             except Exception:
                 get_logger("http", clock).exception("http.internal_error", path=request.raw_path)
                 response = crash()
-            response.headers["Date"] = http_date(clock.now())  # emulated time, not the host's
+            response.headers[hdrs.DATE] = http_date(clock.now())  # emulated, not the host's
             return response
 
     return guarded

@@ -18,6 +18,7 @@ from emulator.clock import Clock
 from emulator.control import add_control_routes
 from emulator.control.common import guard, read_body
 from emulator.control.keys import HELD_HEADER
+from emulator.wns import names
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
 from emulator.wns.service import Exchange, WnsService
@@ -42,7 +43,7 @@ def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
 
 def _crash() -> web.Response:
     return web.Response(
-        status=500, headers={"X-WNS-Error-Description": "Internal emulator error (see its log)."}
+        status=500, headers={names.ERROR_DESCRIPTION: "Internal emulator error (see its log)."}
     )
 
 
@@ -79,12 +80,12 @@ class _Endpoints:
             headers = ex.accepted or {}
         except NotifyError as err:
             status = err.status
-            headers = {"X-WNS-Error-Description": err.description, **err.extra_headers()}
+            headers = {names.ERROR_DESCRIPTION: err.description, **err.extra_headers()}
             if err.wns_status:
-                headers["X-WNS-Status"] = headers["X-WNS-NotificationStatus"] = err.wns_status
+                headers[names.STATUS] = headers[names.NOTIFICATION_STATUS] = err.wns_status
             ex.outcome = err.wns_status or f"error: {err.description}"
-        headers["X-WNS-Debug-Trace"] = ex.debug_trace
-        headers["MS-CV"] = ex.ms_cv
+        headers[names.DEBUG_TRACE] = ex.debug_trace
+        headers[names.MS_CV] = ex.ms_cv
         if ex.latency_ms:
             await self._delay(request, ex.latency_ms)
         self._record(request, "notify", body, status, ex, headers, now)

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from emulator.clock import Clock
 from emulator.logs import get_logger
+from emulator.wns import names
 from emulator.wns.channels import (
     DEFAULT_CACHE_PERIOD_MS,
     DEFAULT_CHANNEL_TTL_MS,
@@ -226,19 +227,20 @@ class WnsService:
         ex.msg_id = msg_id = push.msg_id
         status = ACCEPTED_STATUS[how]
         ex.outcome = "cached" if how == "cached" else status
-        ex.accepted = accepted = {
-            "X-WNS-Msg-ID": msg_id,  # [WNSHDR][QS]
-            "X-WNS-Status": status,
-            "X-WNS-NotificationStatus": status,  # the older name, section 0
+        accepted: dict[str, str] = {
+            names.MSG_ID: msg_id,
+            names.STATUS: status,
+            names.NOTIFICATION_STATUS: status,
         }
+        ex.accepted = accepted
         if how == "dropped":
-            accepted["X-WNS-Error-Description"] = (
+            accepted[names.ERROR_DESCRIPTION] = (
                 "Device is offline; toast notifications are not stored."
                 if push.wns_type == "wns/toast"
                 else "Device is offline and X-WNS-Cache-Policy is no-cache"  # [WASDK-3677]
             )
         if rules.request_status:
-            accepted["X-WNS-DeviceConnectionStatus"] = connection
+            accepted[names.DEVICE_CONNECTION_STATUS] = connection
         if delivery is not None:
             self._hand_over(channel, delivery)
         return push
