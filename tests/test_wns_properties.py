@@ -1,4 +1,5 @@
-"""Property: no header value or body, however malformed, yields an unhandled error.
+"""Properties: no header value or body, however malformed, yields an unhandled error; and
+headers are read as sent, whatever their order, spelling and repeats.
 
 [WNSHDR] a malformed request gets a protocol status (400/401/404/413 ...), never a 500 the
 emulator did not choose. Two levels: the sans-I/O core with any header values, and a real
@@ -20,6 +21,7 @@ from multidict import CIMultiDict
 
 from emulator.clock import VirtualClock
 from emulator.wns.errors import NotifyError
+from emulator.wns.notify import RULED, collect
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import Exchange, WnsConfig, WnsService
 from tests.conftest import APP_A, APP_B
@@ -115,6 +117,58 @@ def test_core_only_raises_protocol_errors(
     if error is not None:
         assert 400 <= error.status < 500
         assert error.description
+
+
+def _read_in_one_pass(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """What each header judge must see, read the plain way: one pass in arrival order."""
+    ruled: dict[str, str] = {}
+    first: dict[str, str] = {}
+    repeated = None
+    for name, value in pairs:
+        key = name.lower()
+        if key in RULED or key == "authorization":
+            if key in ruled or key in first:
+                repeated = repeated or key
+            else:
+                (ruled if key in RULED else first)[key] = value
+        elif key in ("ms-cv", "transfer-encoding"):
+            first.setdefault(key, value)
+    return {
+        "ruled": ruled,
+        "authorization": first.get("authorization"),
+        "ms_cv": first.get("ms-cv"),
+        "transfer_encoding": first.get("transfer-encoding"),
+        "repeated": repeated,
+    }
+
+
+spelled_name = st.sampled_from(HEADER_NAMES).flatmap(
+    lambda name: st.sampled_from([name, name.lower(), name.upper()])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(st.tuples(spelled_name, header_value), max_size=12), as_dict=st.booleans())
+def test_headers_are_read_where_they_sit(pairs: list[tuple[str, str]], as_dict: bool) -> None:
+    """[WNSHDR] names are case-insensitive and each header comes once: the judges see the
+    first Authorization, MS-CV and Transfer-Encoding, every ruled header's value by name,
+    and the first once-only name sent twice. The layout memoized per list of names reads
+    exactly what one plain pass reads, for a multidict (repeats kept; its keys() lists a
+    repeated name once) and for a plain dict."""
+    multi: CIMultiDict[str] = CIMultiDict()
+    for name, value in pairs:
+        multi.add(name, value)
+    headers: Any = dict(multi.items()) if as_dict else multi
+    expected = _read_in_one_pass(list(headers.items()))
+    layout, values = collect(headers)
+    assert (
+        dict(zip(layout.ruled_names, layout.pick_ruled(values), strict=True)) == expected["ruled"]
+    )
+    assert list(layout.ruled_names) == list(expected["ruled"])  # in request order
+    assert values[layout.authorization_at] == expected["authorization"]
+    assert values[layout.ms_cv_at] == expected["ms_cv"]
+    assert values[layout.transfer_encoding_at] == expected["transfer_encoding"]
+    assert layout.repeated == expected["repeated"]
 
 
 class ServerThread:
