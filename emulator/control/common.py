@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
@@ -23,8 +23,7 @@ from pydantic import BaseModel, ValidationError
 from emulator.clock import Clock, http_date
 from emulator.control.keys import CLOCK
 from emulator.logs import get_logger
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from emulator.serving import Handler
 
 M = TypeVar("M", bound=BaseModel)
 

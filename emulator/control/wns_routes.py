@@ -26,8 +26,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.clock import DAY, iso
-from emulator.control.common import Handler, api_error, guard, json_response, parse_body
+from emulator.control.common import api_error, guard, json_response, parse_body
 from emulator.control.keys import CLOCK, WNS
+from emulator.serving import Handler
 from emulator.wns.channels import ChannelRefused
 from emulator.wns.models import Channel
 from emulator.wns.service import WnsService

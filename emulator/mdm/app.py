@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.clock import iso
 from emulator.control.common import (
-    Handler,
     api_error,
     guard,
     json_response,
@@ -36,6 +35,7 @@ from emulator.control.common import (
 from emulator.control.keys import CLOCK
 from emulator.mdm.config import bearer_ok
 from emulator.mdm.omadm import MAX_DEVICE_ID, Refused
+from emulator.serving import Handler
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
 from emulator.syncml.codec import EXCERPT_BYTES
 

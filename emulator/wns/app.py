@@ -18,6 +18,7 @@ from emulator.clock import Clock
 from emulator.control import add_control_routes
 from emulator.control.common import guard, read_body
 from emulator.control.keys import HELD_HEADER
+from emulator.serving import add_direct_route
 from emulator.wns import names
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.models import RAW_LIMIT_BYTES
@@ -33,10 +34,11 @@ def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
     """The fake WNS as an aiohttp application, with its ``/_emulator`` control API."""
     app = web.Application(client_max_size=READ_LIMIT)
     endpoints = _Endpoints(service, clock)
-    # The hot path first; both routes are bound to their service and clock, so a request
-    # does not look them up in the application.
-    app.router.add_route("*", "/", guard(endpoints.notify, _crash, clock))
-    app.router.add_route("*", "/accesstoken.srf", guard(endpoints.token, _crash, clock))
+    # The protocol endpoints are direct routes, answered ahead of the router when served
+    # (see emulator.serving); both are bound to their service and clock, so a request does
+    # not look them up in the application.
+    add_direct_route(app, "/", guard(endpoints.notify, _crash, clock))
+    add_direct_route(app, "/accesstoken.srf", guard(endpoints.token, _crash, clock))
     add_control_routes(app, clock, wns=service)
     return app
 
