@@ -70,16 +70,17 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise api_error(400, "invalid request body", details) from None
 
 
-async def read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
+async def read_body(request: web.Request, limit: int) -> tuple[bytes, int | None, bool]:
     """Read the body unless it is declared or found larger than ``limit`` (the application's
-    ``client_max_size`` enforces it while reading): (body, too_big)."""
+    ``client_max_size`` enforces it while reading): (body, its declared Content-Length,
+    too_big). aiohttp parses Content-Length on every access, so callers take it from here."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        return b"", True
+        return b"", declared, True
     try:
-        return await request.read(), False
+        return await request.read(), declared, False
     except web.HTTPRequestEntityTooLarge:
-        return b"", True
+        return b"", declared, True
 
 
 def json_crash() -> web.Response:

@@ -81,7 +81,7 @@ def channel_json(service: WnsService, channel: Channel, now: int) -> dict[str, A
         "expires_ms": channel.expires_ms,
         "state": service.registry.state(channel, now),
         "superseded_by": channel.superseded_by,
-        "connection": service.registry.endpoint(channel.device_id).status,
+        "connection": channel.endpoint.status,
         "cached": [p.summary() for p in channel.cached.values()],
         "delivered": len(channel.delivered),
     }

@@ -103,7 +103,7 @@ async def omadm(request: web.Request) -> web.Response:
             Refused(415, f"Content-Type must be {CONTENT_TYPE}, not {request.content_type!r}"),
             b"",
         )
-    body, too_big = await read_body(request, MAX_MESSAGE_BYTES)
+    body, _, too_big = await read_body(request, MAX_MESSAGE_BYTES)
     if too_big:
         return _refuse(request, Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes"), b"")
     try:

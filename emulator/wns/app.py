@@ -60,7 +60,7 @@ class _Endpoints:
 
     async def notify(self, request: web.Request) -> web.Response:
         ex = Exchange()
-        body, too_big = await read_body(request, READ_LIMIT)
+        body, declared, too_big = await read_body(request, READ_LIMIT)
         now = self.clock.now()
         headers: dict[str, str]
         try:
@@ -74,7 +74,7 @@ class _Endpoints:
                 request.raw_path.partition("?")[2],
                 request.headers,
                 body,
-                declared_length=request.content_length,
+                declared_length=declared,
                 now=now,
                 ex=ex,
             )
@@ -90,13 +90,13 @@ class _Endpoints:
         headers[names.MS_CV] = ex.ms_cv
         if ex.latency_ms:
             await self._delay(request, ex.latency_ms)
-        self._record(request, "notify", body, status, ex, headers, now)
+        self.service.record("notify", request, body, status, ex, headers, now)
         return web.Response(status=status, headers=headers)
 
     async def token(self, request: web.Request) -> web.Response:
         service = self.service
         ex = Exchange()
-        body, too_big = await read_body(request, MAX_FORM_BYTES)
+        body, _, too_big = await read_body(request, MAX_FORM_BYTES)
         now = self.clock.now()
         try:
             if too_big:
@@ -117,7 +117,7 @@ class _Endpoints:
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
         if ex.latency_ms:
             await self._delay(request, ex.latency_ms)
-        self._record(request, "token", body, status, ex, headers, now)
+        service.record("token", request, body, status, ex, headers, now)
         return web.Response(
             status=status,
             headers=headers,
@@ -130,26 +130,3 @@ class _Endpoints:
         client's hold is released too (see ``Scheduler.parked``)."""
         held = 1 if request.headers.get(HELD_HEADER) == "1" else 0
         await self.clock.sleep(latency_ms, peer_units=held)
-
-    def _record(
-        self,
-        request: web.Request,
-        kind: str,
-        body: bytes,
-        status: int,
-        ex: Exchange,
-        headers: dict[str, str],
-        now: int,
-    ) -> None:
-        """Record the exchange (with its injected latency waited out: ``now`` is its start)."""
-        self.service.record(
-            kind=kind,
-            method=request.method,
-            target=request.raw_path,
-            headers=request.headers,
-            body=body,
-            status=status,
-            ex=ex,
-            response_headers=headers,
-            now=now,
-        )

@@ -14,9 +14,10 @@ in lower case, as real URIs are (``...?token=AwYAAABq7aWo%2bPaTY%2fjaw...``). Ch
 keyed by the *decoded* token, so equivalent encodings (``%2b`` / ``%2B``) reach the same
 channel but a sender that decodes ``%2b`` to a literal ``+`` (a modified URI) gets 404.
 
-A device has one connection (:class:`Endpoint`); every channel of the device delivers through
-it. Offline: a push with cache policy ``cache`` replaces the channel's cached push of the same
-type (newest wins, [RAW] "only one raw notification will be cached"); otherwise it is dropped.
+A device has one connection (:class:`Endpoint`); every channel of the device holds it and
+delivers through it. Offline: a push with cache policy ``cache`` replaces the channel's cached
+push of the same type (newest wins, [RAW] "only one raw notification will be cached");
+otherwise it is dropped.
 On reconnect the cached pushes whose TTL and cache period have not run out are delivered.
 """
 
@@ -111,7 +112,6 @@ class ChannelRegistry:
             raise ChannelRefused(pfn, "unknown_pfn")
         if pfn in self.blocked:
             raise ChannelRefused(pfn, "blocked_pfn")
-        self.endpoint(device_id)
         old = self.current.get((device_id, pfn))
         live = old is not None and not old.revoked and now < old.expires_ms
         if old is not None and live and self.renewal == "extend":
@@ -133,6 +133,7 @@ class ChannelRegistry:
             sid=app.sid,
             pfn=app.pfn,
             device_id=device_id,
+            endpoint=self.endpoint(device_id),
             issued_ms=now,
             expires_ms=now + self.channel_ttl_ms,
         )
@@ -202,8 +203,7 @@ class ChannelRegistry:
         """
         if self.rate_limit is not None:
             channel.recent.append(now)
-        endpoint = self.endpoint(channel.device_id)
-        status = endpoint.status
+        status = channel.endpoint.status
         if status == "connected":
             return "live", status, self._delivered(channel, push, now, "live")
         if push.cache:

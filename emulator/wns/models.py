@@ -21,6 +21,19 @@ class HeaderPairs(Protocol):
     def items(self) -> ItemsView[str, str]: ...
 
 
+class RequestLine(Protocol):
+    """What a record keeps of a request besides its body: aiohttp's Request fits."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def raw_path(self) -> str: ...
+
+    @property
+    def headers(self) -> HeaderPairs: ...
+
+
 RAW_LIMIT_BYTES = 5000  # [WNSHDR] 413 "exceeds the 5000 byte size limit"; section 0
 
 
@@ -83,6 +96,15 @@ class Delivery:
 
 
 @dataclass(slots=True)
+class Endpoint:
+    """A device's persistent connection to WNS (Battery Saver / Data Sense drop it [PUSH])."""
+
+    device_id: str
+    status: str = "connected"  # connected | disconnected | tempdisconnected [WNSHDR]
+    subscriber: Any = None  # callable(channel, delivery) the device agent registers
+
+
+@dataclass(slots=True)
 class Channel:
     """A ChannelURI: issued per (device, PFN), valid 30 days [PUSH][WNSOV]."""
 
@@ -92,6 +114,7 @@ class Channel:
     sid: str  # app that owns it (via its PFN): only that app's tokens may push [WNSHDR] 403
     pfn: str  # Package Family Name it was registered with
     device_id: str  # the device whose connection receives its pushes
+    endpoint: Endpoint  # that device's connection, shared by all its channels
     issued_ms: int  # emulated time of issue
     expires_ms: int  # issue + channel TTL; pushes after it get 410 [WNSHDR]
     revoked: bool = False  # revoked (PFN deleted/replaced, or by the control API): 410
@@ -110,15 +133,6 @@ class Channel:
         if self.superseded_by is not None:
             return "superseded"
         return "active"
-
-
-@dataclass(slots=True)
-class Endpoint:
-    """A device's persistent connection to WNS (Battery Saver / Data Sense drop it [PUSH])."""
-
-    device_id: str
-    status: str = "connected"  # connected | disconnected | tempdisconnected [WNSHDR]
-    subscriber: Any = None  # callable(channel, delivery) the device agent registers
 
 
 class RequestRecord(NamedTuple):

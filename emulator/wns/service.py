@@ -43,8 +43,8 @@ from emulator.wns.models import (
     App,
     Channel,
     Delivery,
-    HeaderPairs,
     Push,
+    RequestLine,
     RequestRecord,
     new_record,
 )
@@ -333,19 +333,18 @@ class WnsService:
     # -- records --------------------------------------------------------------------------
     def record(
         self,
-        *,
         kind: str,
-        method: str,
-        target: str,
-        headers: HeaderPairs,
+        request: RequestLine,
         body: bytes,
         status: int,
         ex: Exchange,
         response_headers: Mapping[str, str],
         now: int,
     ) -> RequestRecord:
-        """Keep a request for inspection: references only on the hot path (the caller must not
-        mutate ``headers`` or ``response_headers`` afterwards); redacted when shown."""
+        """Keep a request (``kind`` "token" or "notify") served from ``now`` (its start, before
+        any injected latency) for inspection: references only on the hot path (the caller
+        must not mutate the request's headers or ``response_headers`` afterwards); redacted
+        when shown."""
         self._seq += 1
         channel = ex.channel
         record: RequestRecord = new_record(
@@ -353,9 +352,9 @@ class WnsService:
                 self._seq,
                 now,
                 kind,
-                method,
-                target,
-                headers,
+                request.method,
+                request.raw_path,
+                request.headers,
                 body,
                 status,
                 ex.outcome,
