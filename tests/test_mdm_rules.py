@@ -24,7 +24,7 @@ async def _enrolled(w: RefWorld, *device_ids: str, **group: object) -> None:
 
 
 def _header(record: RequestRecord, name: str) -> str | None:
-    values = [v for k, v in record.headers.items() if k.lower() == name.lower()]
+    values = [v for k, v in record.headers if k.lower() == name.lower()]
     return values[0] if values else None
 
 

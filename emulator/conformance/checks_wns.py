@@ -19,7 +19,7 @@ TOKEN_LIFE_SLACK = 60 * MINUTE  # a token refreshed within an hour of its 24 h e
 
 def _header(record: RequestRecord, name: str) -> str | None:
     lower = name.lower()
-    return next((v for k, v in record.headers.items() if k.lower() == lower), None)
+    return next((v for k, v in record.headers if k.lower() == lower), None)
 
 
 # -- A. WNS authentication --------------------------------------------------------------------

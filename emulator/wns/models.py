@@ -34,6 +34,8 @@ class RequestLine(Protocol):
     def headers(self) -> HeaderPairs: ...
 
 
+HeaderList = tuple[tuple[str, str], ...]  # headers as received: (name, value), in order
+
 RAW_LIMIT_BYTES = 5000  # [WNSHDR] 413 "exceeds the 5000 byte size limit"; section 0
 
 
@@ -147,7 +149,7 @@ class RequestRecord(NamedTuple):
     kind: str  # "token" | "notify"
     method: str
     target: str  # path and query as received
-    headers: HeaderPairs  # request headers as received, not copied (redacted on output)
+    headers: HeaderList  # request headers as received, often shared (redacted on output)
     body: bytes  # request body as received, at most the read limit (redacted on output)
     status: int  # HTTP status answered
     outcome: str  # received / dropped / cached / channelthrottled / error text
@@ -165,7 +167,7 @@ class RequestRecord(NamedTuple):
             "target": self.target,
             "headers": {
                 str(k): (redact_authorization(v) if k.lower() == "authorization" else v)
-                for k, v in self.headers.items()
+                for k, v in self.headers
             },
             "body_bytes": len(self.body),
             "body": shown_body(self.kind, self.body),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from emulator.wns.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
-from emulator.wns.models import RAW_LIMIT_BYTES
+from emulator.wns.models import RAW_LIMIT_BYTES, HeaderList
 
 TYPES = ("wns/raw", "wns/toast", "wns/tile", "wns/badge")
 #: Content-Type per type [WNSHDR]: raw is octet-stream, the XML types text/xml.
@@ -64,6 +64,7 @@ class Layout(NamedTuple):
     """Where the headers a notification's judges read sit in a request, by index into its
     header values; -1 for an absent header picks the None that :func:`collect` appends."""
 
+    names: tuple[str, ...]  # every header name as sent, in request order
     ruled_names: tuple[str, ...]  # lower-cased RULED names, first occurrences, request order
     pick_ruled: Callable[[Values], tuple[str, ...]]  # their values
     authorization_at: int  # the first Authorization
@@ -103,6 +104,7 @@ def _layout(names: tuple[str, ...]) -> Layout:
         elif key in ("ms-cv", "transfer-encoding"):
             first.setdefault(key, at)
     return Layout(
+        names,
         tuple(ruled),
         _picker(tuple(ruled.values())),
         first.get("authorization", -1),
@@ -110,6 +112,14 @@ def _layout(names: tuple[str, ...]) -> Layout:
         first.get("transfer-encoding", -1),
         repeated,
     )
+
+
+@functools.lru_cache(maxsize=256)  # a sender repeats its headers; one that varies them misses
+def kept(names: tuple[str, ...], values: Values) -> HeaderList:
+    """A request's headers as (name, value) pairs, for the record: one tuple shared by every
+    request that sent the same headers, so a window of records does not keep each request's
+    own header strings alive (about 2 KB a push for a typical sender)."""
+    return tuple(zip(names, values[:-1], strict=True))  # type: ignore[arg-type]  # no None
 
 
 def _picker(indexes: tuple[int, ...]) -> Callable[[Values], tuple[str, ...]]:

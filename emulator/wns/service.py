@@ -43,12 +43,13 @@ from emulator.wns.models import (
     App,
     Channel,
     Delivery,
+    HeaderList,
     Push,
     RequestLine,
     RequestRecord,
     new_record,
 )
-from emulator.wns.notify import HeaderView, check_method, collect, parse_notification
+from emulator.wns.notify import HeaderView, check_method, collect, kept, parse_notification
 from emulator.wns.tokens import DEFAULT_TOKEN_TTL_MS, TokenService
 
 Subscriber = Callable[[Channel, Delivery], None]
@@ -101,6 +102,7 @@ class Exchange:
     outcome: str = ""
     latency_ms: int = 0  # injected delay to apply before answering
     accepted: dict[str, str] | None = None  # the headers of a 200, once a push is accepted
+    headers: HeaderList | None = None  # the request's headers for its record, once collected
 
 
 class WnsService:
@@ -195,6 +197,7 @@ class WnsService:
         logged again here: this is the hot path of every sender.
         """
         layout, values = collect(headers)
+        ex.headers = kept(layout.names, values)
         self._start(ex, values[layout.ms_cv_at])
         check_method(method)
         channel = self.registry.find_by_query(raw_query)
@@ -343,8 +346,8 @@ class WnsService:
     ) -> RequestRecord:
         """Keep a request (``kind`` "token" or "notify") served from ``now`` (its start, before
         any injected latency) for inspection: references only on the hot path (the caller
-        must not mutate the request's headers or ``response_headers`` afterwards); redacted
-        when shown."""
+        must not mutate ``response_headers`` afterwards); redacted when shown. A notification's
+        headers are the pairs :func:`~emulator.wns.notify.kept` shares between requests."""
         self._seq += 1
         channel = ex.channel
         record: RequestRecord = new_record(
@@ -354,7 +357,7 @@ class WnsService:
                 kind,
                 request.method,
                 request.raw_path,
-                request.headers,
+                ex.headers or tuple(request.headers.items()),
                 body,
                 status,
                 ex.outcome,
