@@ -68,6 +68,27 @@ async def test_ms_cv_is_echoed_and_status_given_on_request(
     assert resp.headers["X-WNS-DeviceConnectionStatus"] == "connected"
 
 
+async def test_records_keep_the_headers_as_received(
+    wns: Any, channel: Channel, token: str, service: WnsService
+) -> None:
+    """Every request is recorded with its headers as the sender sent them, in order with their
+    spelling (issue 2: list recorded requests). Pushes that repeat the same headers share one
+    kept copy, and a header that changes (an MS-CV per request) is kept per request."""
+    for cv in ("abcdefghijklmnop.1", "abcdefghijklmnop.1", "abcdefghijklmnop.2"):
+        assert (await post(wns, channel, token, MS_CV=cv)).status == 200
+    first, second, third = (r.headers for r in service.records if r.kind == "notify")
+    ours = {"authorization", "content-type", "x-wns-type", "ms-cv"}
+    assert [(k, v) for k, v in first if k.lower() in ours] == [
+        ("Authorization", f"Bearer {token}"),
+        ("Content-Type", "application/octet-stream"),
+        ("X-WNS-Type", "wns/raw"),
+        ("MS-CV", "abcdefghijklmnop.1"),
+    ]
+    assert second is first
+    assert third != first
+    assert ("MS-CV", "abcdefghijklmnop.2") in third
+
+
 @pytest.mark.parametrize(
     ("headers", "phrase"),
     [
