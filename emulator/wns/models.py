@@ -16,7 +16,7 @@ from emulator.logs import redact, redact_authorization
 
 
 class HeaderPairs(Protocol):
-    """Request headers kept by reference: aiohttp's immutable CIMultiDictProxy fits."""
+    """Request headers that list as (name, value) pairs: aiohttp's CIMultiDictProxy fits."""
 
     def items(self) -> ItemsView[str, str]: ...
 
