@@ -103,7 +103,6 @@ class Endpoint:
 
     device_id: str
     status: str = "connected"  # connected | disconnected | tempdisconnected [WNSHDR]
-    subscriber: Any = None  # callable(channel, delivery) the device agent registers
 
 
 @dataclass(slots=True)
