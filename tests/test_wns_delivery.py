@@ -254,3 +254,25 @@ def test_notify_errors_are_typed(
     with pytest.raises(NotifyError) as err:
         send(service, clock, channel, "x", X_WNS_Type="wns/nope")
     assert err.value.status == 400
+
+
+@pytest.mark.parametrize("end", ["expiry", "revocation", "blocked PFN"])
+def test_a_cached_push_never_crosses_a_dead_channel(
+    setup: tuple[WnsService, Channel, Device], clock: VirtualClock, end: str
+) -> None:
+    """Section 0: a cached raw push is never delivered over a channel that has expired or
+    been revoked (WNS answers 410 for it [WNSOV]); it is dropped with the channel. Seen in
+    offline-31-days: a push cached on day 11 started a session on day 34."""
+    service, channel, device = setup
+    service.set_connection("dev-1", "disconnected", clock.now())
+    clock.advance(20 * DAY)
+    send(service, clock, channel, "stale", X_WNS_Cache_Policy="cache")
+    if end == "expiry":
+        clock.advance(11 * DAY)  # within the cache period, past the channel's 30 days
+    elif end == "revocation":
+        service.revoke_channel(channel)
+    else:
+        service.registry.blocked.add(channel.pfn)
+    assert service.set_connection("dev-1", "connected", clock.now()) == 0
+    assert device.got == []
+    assert channel.cached == {}

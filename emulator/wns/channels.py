@@ -65,6 +65,10 @@ def token_from_query(raw_query: str) -> str | None:
     return values[0]
 
 
+#: channel states that still take pushes (a superseded URI lives out its 30 days)
+LIVE_STATES = frozenset({"active", "superseded"})
+
+
 class ChannelRegistry:
     """All channels and device connections of one fake WNS."""
 
@@ -238,10 +242,11 @@ class ChannelRegistry:
             return []
         out: list[tuple[Channel, Delivery]] = []
         for channel in self.channels_of(device_id):
-            for push in sorted(channel.cached.values(), key=lambda p: p.received_ms):
-                if self.cache_alive(push, now):
-                    out.append((channel, self._delivered(channel, push, now, "cache")))
-            channel.cached.clear()
+            if channel.cached and self.state(channel, now) in LIVE_STATES:
+                for push in sorted(channel.cached.values(), key=lambda p: p.received_ms):
+                    if self.cache_alive(push, now):
+                        out.append((channel, self._delivered(channel, push, now, "cache")))
+            channel.cached.clear()  # section 0: a cached push never crosses a dead channel
         return out
 
     def cache_alive(self, push: Push, now: int) -> bool:
