@@ -263,6 +263,31 @@ async def test_push_on_captive_network_sets_status_7() -> None:
     assert device.push_status == 0
 
 
+@pytest.mark.parametrize(
+    ("cause", "reason"), [("server", "server-unreachable"), ("battery", "low-battery")]
+)
+async def test_status_7_says_why(cause: str, reason: str) -> None:
+    """Push/Status 7 covers "power or connectivity limitations" [DMC]; the event log names
+    the cause: a push blocked by an unreachable server at a full battery is not "power", and
+    a poll skipped for the same cause says the same."""
+    world = World()
+    power = PowerConfig(profile=POWER_PROFILES["heavy-use"], saver_threshold=0.0)
+    uri = await enrolled(world, power=power)
+    device = world.fleet.devices["dev-1"]
+    if cause == "server":
+        world.fleet.set_server_reachable(device, False)
+    else:  # heavy-use sits at 4 % (under the 5 % critical level) from 19:00 to 20:00
+        await world.run_for(19 * HOUR + 30 * MINUTE - world.clock.now() % DAY)
+    world.push(uri)
+    await world.run_for(20 * MINUTE)
+    blocked = world.events("device.push_no_session", "dev-1")[-1]
+    assert blocked["reason"] == reason
+    assert device.push_status == 7
+    if cause == "server":  # the 15-minute polls still run
+        skipped = world.events("device.session_skipped", "dev-1")[-1]
+        assert (skipped["trigger"], skipped["reason"]) == ("poll", reason)
+
+
 BAD_REPLIES = {
     "bad-nesting": b"<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr></SyncML>",
     "xml-bomb": b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'

@@ -237,15 +237,12 @@ class Device:
                 self.polls_done += 1
             out: list[Action] = [self._poll_timer()] if kind == "poll" else []
             cond = conditions(self.group.power, self.power, now)
-            if not cond.session_possible:  # retried on the next schedule [DMC]
+            if cond.session_blocker is not None:  # retried on the next schedule [DMC]
                 return [
                     *out,
                     Emit(
                         "device.session_skipped",
-                        {
-                            "trigger": kind,
-                            "reason": "connectivity" if cond.network_up else "offline",
-                        },
+                        {"trigger": kind, "reason": cond.session_blocker},
                     ),
                 ]
             return [*out, StartSession(kind)]
@@ -262,16 +259,12 @@ class Device:
             out.append(Emit("device.push_no_session", {"msg_id": msg_id, "reason": "os-profile"}))
             return out
         cond = conditions(self.group.power, self.power, now)
-        if not cond.session_possible:
-            self.push_blocked = True  # Push/Status 7 [DMC]
+        if cond.session_blocker is not None:
+            self.push_blocked = True  # Push/Status 7 [DMC]: power or connectivity
             out.append(
                 Emit(
                     "device.push_no_session",
-                    {
-                        "msg_id": msg_id,
-                        "reason": "power" if cond.network_up else "connectivity",
-                        "battery": cond.battery,
-                    },
+                    {"msg_id": msg_id, "reason": cond.session_blocker, "battery": cond.battery},
                 )
             )
             return out

@@ -108,7 +108,14 @@ class Conditions:
     battery: float
     saver: bool
     data_over: bool
-    session_possible: bool
+    #: why no OMA-DM session can start now, or None when one can: "offline" (no network),
+    #: "server-unreachable" (a network that reaches WNS but not the server), "low-battery"
+    #: (below the critical level)
+    session_blocker: str | None
+
+    @property
+    def session_possible(self) -> bool:
+        return self.session_blocker is None
 
     @property
     def wns_connected(self) -> bool:
@@ -200,7 +207,15 @@ def conditions(cfg: PowerConfig, state: PowerState, now: int) -> Conditions:
         battery=round(battery, 1),
         saver=state.saver_forced or battery < cfg.saver_threshold,
         data_over=data_over,
-        session_possible=network_up and state.server_reachable and battery >= cfg.critical,
+        session_blocker=(
+            "offline"
+            if not network_up
+            else "server-unreachable"
+            if not state.server_reachable
+            else "low-battery"
+            if battery < cfg.critical
+            else None
+        ),
     )
 
 
