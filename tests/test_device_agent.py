@@ -27,15 +27,16 @@ async def enrolled(world: World, device_id: str = "dev-1", **group: object) -> s
 
 
 async def test_pfn_channel_push_session() -> None:
-    """PFN set -> WNS channel -> session reports it; a raw push starts a session carrying the
-    push's Msg-ID [PUSH]; package 1 is Alert 1201 + 1224 + DevInfo (protocol.md 3.4)."""
+    """PFN set -> WNS channel -> the same session reports it [WP81BLOG] (no extra session);
+    a raw push starts a session carrying the push's Msg-ID [PUSH]; package 1 is Alert 1201 +
+    1224 + DevInfo (protocol.md 3.4)."""
     world = World()
     uri = await enrolled(world)
     assert uri.startswith("https://wns.test/?token=")
     push = world.push(uri)
     await world.run_for(MINUTE)
     started = world.events("session.start", "dev-1")
-    assert [s["trigger"] for s in started] == ["enrollment", "registration", "push"]
+    assert [s["trigger"] for s in started] == ["enrollment", "push"]
     assert started[-1]["msg_id"] == push.msg_id
     session = world.mdm.sessions[-1]
     first = session.messages[0]
@@ -44,6 +45,53 @@ async def test_pfn_channel_push_session() -> None:
     assert session.headers["User-Agent"] == "MSFT OMA DM Client/1.2.0.1"
     assert session.headers["Content-Type"].startswith(CONTENT_TYPE)
     assert session.results[f"{PUSH_NODE}/Status"] == "0"
+
+
+async def test_channel_uri_is_read_in_the_session_that_set_the_pfn() -> None:
+    """[WP81BLOG] "During the same OMA-DM session the MDM server requests the URI which gets
+    delivered by DMClient": Replace PFN then Get ChannelURI in one message answers the new
+    ChannelURI and Push/Status 0, and no extra session follows (section 0)."""
+    world = World()
+    device = world.fleet.add("dev-1", world.group())
+    world.mdm.queue("dev-1", replace_pfn())
+    world.fleet.enroll(device)
+    await world.run_for(HOUR)
+    first = world.mdm.sessions[0]
+    assert first.statuses["10"] == "200"
+    assert first.results[f"{PUSH_NODE}/ChannelURI"] == device.channel_uri
+    assert first.results[f"{PUSH_NODE}/Status"] == "0"
+    triggers = [s["trigger"] for s in world.events("session.start", "dev-1")]
+    assert "registration" not in triggers
+
+
+async def test_a_slow_wns_registration_comes_with_a_later_session() -> None:
+    """Section 0: only when WNS answers after the registration timeout (5 s) does the Get in
+    that session read empty with Push/Status 4; the channel then arrives with a session of
+    its own."""
+    world = World()
+    world.wns.faults.add(target="register", latency_ms=8_000, count=1)
+    device = world.fleet.add("dev-1", world.group())
+    world.mdm.queue("dev-1", replace_pfn())
+    world.fleet.enroll(device)
+    await world.run_for(MINUTE)
+    first = world.mdm.sessions[0]
+    assert first.results[f"{PUSH_NODE}/ChannelURI"] == ""
+    assert first.results[f"{PUSH_NODE}/Status"] == "4"
+    started = world.events("session.start", "dev-1")
+    assert [s["trigger"] for s in started] == ["enrollment", "registration"]
+    assert started[1]["t_ms"] - started[0]["t_ms"] == 8_000
+    assert world.mdm.channel_uri["dev-1"] == device.channel_uri
+
+
+async def test_a_registration_within_the_timeout_is_read_in_session() -> None:
+    """A WNS answer inside the registration timeout is still read in the same session."""
+    world = World()
+    world.wns.faults.add(target="register", latency_ms=3_000, count=1)
+    device = world.fleet.add("dev-1", world.group())
+    world.mdm.queue("dev-1", replace_pfn())
+    world.fleet.enroll(device)
+    await world.run_for(MINUTE)
+    assert world.mdm.sessions[0].results[f"{PUSH_NODE}/Status"] == "0"
 
 
 async def test_user_agent_origin_only_from_version_4() -> None:

@@ -200,6 +200,22 @@ def test_unknown_or_blocked_pfn_is_refused(clock: VirtualClock) -> None:
     assert blocked.value.reason == "blocked_pfn"
 
 
+def test_pfns_match_in_any_letter_case(clock: VirtualClock) -> None:
+    """[WP81BLOG] "Convert the above PFN to lower case before sending it to the device": the
+    fake WNS matches PFNs case-insensitively (section 0), for registration and blocking."""
+    service = make_service(clock)
+    lower = service.request_channel("dev-1", APP_A.pfn.lower(), clock.now())
+    assert lower.pfn == APP_A.pfn
+    upper = service.request_channel("dev-1", APP_A.pfn.upper(), clock.now())
+    assert upper.superseded_by is None
+    assert lower.superseded_by == upper.id  # the same app
+    service.registry.block(APP_A.pfn.lower())
+    assert service.registry.is_blocked(APP_A.pfn)
+    with pytest.raises(ChannelRefused) as blocked:
+        service.request_channel("dev-1", APP_A.pfn, clock.now())
+    assert blocked.value.reason == "blocked_pfn"
+
+
 def test_channel_uris_are_reproducible_for_a_seed(clock: VirtualClock) -> None:
     """Determinism: same seed, same ChannelURIs and Msg-IDs."""
     a = make_service(clock, seed=7).request_channel("d", APP_A.pfn, clock.now())

@@ -53,7 +53,10 @@ class RevokeTokensBody(BaseModel):
 
 class FaultBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    target: Literal["notify", "token"] = "notify"
+    #: notify: pushes; token: /accesstoken.srf; register: devices asking for a channel
+    #: (latency only: a registration slower than the device's timeout is not read in the
+    #: session that set the PFN, section 0)
+    target: Literal["notify", "token", "register"] = "notify"
     status: int | None = Field(None, ge=400, le=599)
     count: int | None = Field(None, ge=1)
     sid: str | None = None
@@ -66,6 +69,8 @@ class FaultBody(BaseModel):
     def _does_something(self) -> FaultBody:
         if self.status is None and self.latency_ms == 0:
             raise ValueError("a fault needs a status, a latency_ms, or both")
+        if self.target == "register" and (self.status is not None or self.channel_id):
+            raise ValueError("a register fault takes latency_ms (and sid, count) only")
         return self
 
 
@@ -106,7 +111,7 @@ async def list_apps(request: web.Request) -> web.Response:
             "sid": a.sid,
             "client_id": a.client_id,
             "pfn": a.pfn,
-            "blocked": a.pfn in service.registry.blocked,
+            "blocked": service.registry.is_blocked(a.pfn),
         }
         for a in service.apps.values()
     ]
@@ -223,10 +228,10 @@ async def block_pfn(request: web.Request) -> web.Response:
     service, _ = _service(request)
     pfn = request.match_info["pfn"]
     if request.method == "DELETE":
-        service.registry.blocked.discard(pfn)
+        service.registry.unblock(pfn)
     else:
-        service.registry.blocked.add(pfn)
-    return json_response({"pfn": pfn, "blocked": pfn in service.registry.blocked})
+        service.registry.block(pfn)
+    return json_response({"pfn": pfn, "blocked": service.registry.is_blocked(pfn)})
 
 
 async def revoke_tokens(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from emulator.clock import SECOND
 from emulator.device import lifecycle, poll
 from emulator.device.csp import POLL_DEFAULTS, CspTree, Schema, Values, held, schema_for
 from emulator.device.power import PowerConfig, PowerState, add_data, conditions, next_change
@@ -50,6 +51,10 @@ _PLANS_SIZE = 256
 class Register(NamedTuple):
     pfn: str
     renewal: bool
+    #: start a session once the channel is issued: True for renewals and retries; False for
+    #: a registration started by a PFN write in a session, which that session can read
+    #: (section 0), unless WNS answers only after the registration timeout
+    announce: bool = True
 
 
 class Revoke(NamedTuple):
@@ -94,6 +99,9 @@ class DeviceGroup:
     sync_app_version: str | None = None  # None: the profile's
     renewal_failure: str = "none"  # none | silent | hang (per-device mode)
     renewal_failure_rate: float = 0.0  # chance each renewal attempt fails that way
+    #: how long a registration started in a session may take and still be read in it
+    #: (section 0: default 5 s); a slower WNS answer comes with a later session
+    registration_timeout_ms: int = 5 * SECOND
 
     @property
     def schema(self) -> Schema:
@@ -271,8 +279,13 @@ class Device:
         out.append(StartSession("push", msg_id))
         return out
 
-    def on_registered(self, channel_uri: str, expiry: int, now: int) -> list[Action]:
-        """WNS issued (or renewed) the channel."""
+    def on_registered(
+        self, channel_uri: str, expiry: int, now: int, *, announce: bool = True
+    ) -> list[Action]:
+        """WNS issued (or renewed) the channel. ``announce``: start a session to report it
+        ("triggers a management session on successful renewal" [PUSH][KI]); a channel issued
+        while the session that set the PFN is open is read in that session instead
+        [WP81BLOG]."""
         first = self.state == "registering"
         renewed_uri = channel_uri != self.channel_uri
         self.state = lifecycle.fire(self.state, "registered")
@@ -292,8 +305,8 @@ class Device:
             self.state = lifecycle.fire(self.state, "connection_lost")
         out.append(SetTimer("expire", expiry))
         out += self._schedule_renewal(now)
-        # "triggers a management session on successful renewal" [PUSH][KI]
-        out.append(StartSession("registration" if first else "renewal"))
+        if announce:
+            out.append(StartSession("registration" if first else "renewal"))
         return out
 
     def on_refused(self, reason: str, now: int) -> list[Action]:
@@ -321,8 +334,14 @@ class Device:
             out.append(self._poll_timer())
             out.append(Emit("device.poll_schedule", {"plan": self._plan_text()}))
         if any(p.startswith(schema.push) for p in end.touched):
-            out += self._pfn_written(self.configured_pfn(), now)
+            out += self.pfn_written(now)
         return out
+
+    def pfn_written(self, now: int) -> list[Action]:
+        """A session wrote the Push subtree: act on what PFN now holds. The runtime calls
+        this as soon as the session reads Push/ChannelURI or Push/Status after the write, so
+        the registration happens while that session is open (section 0 [WP81BLOG])."""
+        return self._pfn_written(self.configured_pfn(), now)
 
     # -- rules --------------------------------------------------------------------------
     def _pfn_written(self, after: str | None, now: int) -> list[Action]:
@@ -345,9 +364,9 @@ class Device:
             return out
         self.state = lifecycle.fire(self.state, "set_pfn")
         out.append(Emit("device.pfn_set", {"pfn": after}))
-        return out + self._attempt(now, renewal=False)
+        return out + self._attempt(now, renewal=False, announce=False)
 
-    def _attempt(self, now: int, *, renewal: bool) -> list[Action]:
+    def _attempt(self, now: int, *, renewal: bool, announce: bool = True) -> list[Action]:
         """Ask WNS for a channel, unless this device's renewal failure mode strikes."""
         assert self.pfn is not None
         cond = conditions(self.group.power, self.power, now)
@@ -370,7 +389,7 @@ class Device:
             if self.channel_expiry is None:
                 return [*out, SetTimer("renew", network_retry(now, self.rng))]
             return out + self._schedule_renewal(now)
-        return [Register(self.pfn, renewal)]
+        return [Register(self.pfn, renewal, announce)]
 
     def _renew(self, now: int) -> list[Action]:
         if (

@@ -65,6 +65,7 @@ POLL_DEFAULTS = {
     "AllUsersPollOnFirstLogin": ("bool", "false"),
 }
 DEVINFO = ("DevId", "Man", "Mod", "DmV", "Lang")  # [DEVINFO]
+PUSH_COMPUTED = frozenset({"ChannelURI", "Status"})  # what a PFN write changes [DMC]
 DEVDETAIL = ("DevTyp", "OEM", "FwV", "SwV", "HwV")  # [DEVDETAIL]
 
 
@@ -182,6 +183,9 @@ class CspTree:
         self.values = values  # the device's own sparse dict, changed in place
         self.computed = computed
         self.touched: set[str] = set()  # paths written (even with the same value)
+        #: called before Push/ChannelURI or Push/Status is read, so that a PFN written
+        #: earlier in the session has taken effect (the runtime registers with WNS)
+        self.before_push_read: Callable[[], None] | None = None
 
     # -- lookup ---------------------------------------------------------------------------
     def _path(self, uri: str) -> str:
@@ -212,6 +216,8 @@ class CspTree:
                 c.rsplit("/", 1)[1] for c in self.schema.children[path] if self.exists(c)
             )
         if spec.computed is not None:
+            if self.before_push_read is not None and spec.computed in PUSH_COMPUTED:
+                self.before_push_read()
             return self.computed(spec.computed)
         held = self.values.get(path)
         return held if held is not None else spec.default or ""

@@ -9,6 +9,7 @@ Must not: decide device behaviour (``agent.py`` does) or speak HTTP (the transpo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from emulator.clock import Clock
@@ -24,6 +25,7 @@ from emulator.device.agent import (
     SetTimer,
     StartSession,
 )
+from emulator.device.csp import CspTree
 from emulator.device.rng import device_seed
 from emulator.device.session import Transport, run_session
 from emulator.events import EventLog
@@ -85,7 +87,7 @@ class Fleet:
             elif isinstance(action, StartSession):
                 self._start_session(device, action.trigger, action.msg_id)
             elif isinstance(action, Register):
-                self._register(device, action.pfn)
+                self._register(device, action.pfn, action.announce)
             elif isinstance(action, Revoke):
                 self._revoke(action.channel_uri)
             elif isinstance(action, Connect):
@@ -108,14 +110,39 @@ class Fleet:
         self.apply(device, device.on_timer(kind, self.clock.now()))
 
     # -- WNS ----------------------------------------------------------------------------
-    def _register(self, device: Device, pfn: str) -> None:
+    def _register(self, device: Device, pfn: str, announce: bool) -> None:
+        """Ask WNS for a channel. A registration started in a session (``announce`` False)
+        that WNS answers within the device's registration timeout is read in that session;
+        a slower answer arrives later and starts a session of its own (section 0)."""
+        delay = self.wns.registration_delay(pfn)
+        if delay and (announce or delay > device.group.registration_timeout_ms):
+            self.events.emit("device.registration_pending", device.device_id, delay_ms=delay)
+            self.clock.call_at(self.clock.now() + delay, self._registered_late, device, pfn)
+            return
+        self._registered(device, pfn, announce)
+
+    def _registered_late(self, device: Device, pfn: str) -> None:
+        if device.pfn == pfn and device.state == "registering":  # not set again meanwhile
+            self._registered(device, pfn, True)
+
+    def _registered(self, device: Device, pfn: str, announce: bool) -> None:
         now = self.clock.now()
         try:
             channel = self.wns.request_channel(device.device_id, pfn, now)
         except ChannelRefused as exc:
             self.apply(device, device.on_refused(exc.reason, now))
             return
-        self.apply(device, device.on_registered(channel.uri, channel.expires_ms, now))
+        actions = device.on_registered(channel.uri, channel.expires_ms, now, announce=announce)
+        self.apply(device, actions)
+
+    def _settle(self, device: Device, tree: CspTree) -> None:
+        """The session is about to read Push/ChannelURI or Push/Status: a PFN it wrote takes
+        effect now, while the session is open (section 0 [WP81BLOG])."""
+        push = device.group.schema.push
+        written = [path for path in tree.touched if path.startswith(push)]
+        if written:
+            tree.touched.difference_update(written)  # acted on: not again at the session end
+            self.apply(device, device.pfn_written(self.clock.now()))
 
     def _revoke(self, channel_uri: str) -> None:
         channel = self.wns.registry.find_by_query(channel_uri.partition("?")[2])
@@ -150,11 +177,12 @@ class Fleet:
 
     async def _sessions(self, device: Device, trigger: str, msg_id: str | None) -> None:
         next_up: tuple[str, str | None] | None = (trigger, msg_id)
+        settle = functools.partial(self._settle, device)
         try:
             while next_up is not None:
                 trigger, msg_id = next_up
                 end = await run_session(
-                    device, trigger, msg_id, self.transport, self._emitter(device)
+                    device, trigger, msg_id, self.transport, self._emitter(device), settle
                 )
                 self.sessions_run += 1
                 self.apply(device, device.on_session_end(end, self.clock.now()))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from emulator.device.agent import ORIGIN, Device, SessionEnd
+from emulator.device.csp import CspTree
 from emulator.retry_after import retry_after_ms
 from emulator.syncml import (
     CONTENT_TYPE,
@@ -112,14 +113,20 @@ async def run_session(
     msg_id: str | None,
     transport: Transport,
     emit: Emit,
+    settle: Callable[[CspTree], None] | None = None,
 ) -> SessionEnd:
-    """One full session; every failure becomes a :class:`SessionEnd`, never an exception."""
+    """One full session; every failure becomes a :class:`SessionEnd`, never an exception.
+
+    ``settle(tree)`` is called before the server reads Push/ChannelURI or Push/Status, so
+    a PFN it wrote earlier in the session takes effect first (section 0)."""
     session = ClientSession(device.next_session_id(), device.device_id, device.group.server_url)
     ids: dict[str, Any] = {"session_id": session.session_id, "trigger": trigger}
     emit("session.start", msg_id=msg_id, **ids)
     url = request_url(device.group.server_url)
     headers = request_headers(device, trigger)
     tree = device.tree()
+    if settle is not None:
+        tree.before_push_read = functools.partial(settle, tree)
     message: Message | None = package1(device, session)
     nbytes = 0
 

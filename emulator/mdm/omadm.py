@@ -8,7 +8,8 @@ each session carries:
 * package 1: DevInfo stored [DEVINFO]; PFN set with Add at first, Replace after a 418 and for
   every later reset [OMADM][PUSH] (conformance C1, C2); the poll schedule once (E1); SwV read
   once (to know builds that may fail to renew); queued admin commands; and a Get of
-  ``Push/ChannelURI`` and ``Push/Status`` in every session (C3) [PUSH][KI];
+  ``Push/ChannelURI`` and ``Push/Status`` in every session (C3) [PUSH][KI], after any PFN
+  write, so the session that set the PFN reads the new channel [WP81BLOG] (C10);
 * the PFN is set again when the channel was refused (404/410, C6), reported expired
   (Push/Status 5), or, on 8.1/1511 builds, has aged past the proactive-reset age (C7)
   [KB3170699];
@@ -76,7 +77,6 @@ class ServerSession:
     #: device's Status MsgRef/CmdRef
     purposes: dict[tuple[str, str], tuple[str, int | None]] = field(default_factory=dict)
     follow_ups: list[tuple[str, Command]] = field(default_factory=list)  # for the next reply
-    pfn_written: bool = False  # the device accepted a PFN write in this session
 
 
 class _Writer:
@@ -207,16 +207,17 @@ class OmaDmEndpoint:
         code = status.data
         if purpose == "pfn-add":
             if code == "200":
-                self._pfn_set(session, row)
+                self._pfn_set(row)
             elif code == "418":  # already exists: Replace, never Add again [OMADM] (C2)
                 row.pfn_state = "replace_sent"
                 session.follow_ups.append(("pfn-replace", self._pfn_command(Replace)))
+                session.follow_ups.append(("channel-get", self._channel_get()))  # C10
             else:
                 row.pfn_state = "none"
                 self.log.warning("mdm.pfn_refused", device_id=row.device_id, status=code)
         elif purpose == "pfn-replace":
             if code == "200":
-                self._pfn_set(session, row)
+                self._pfn_set(row)
             else:
                 self.log.warning("mdm.pfn_refused", device_id=row.device_id, status=code)
         elif purpose == "poll":
@@ -227,10 +228,9 @@ class OmaDmEndpoint:
                 command_id, code, now, done=not (purpose == "Get" and code == "200")
             )
 
-    def _pfn_set(self, session: ServerSession, row: DeviceRow) -> None:
+    def _pfn_set(self, row: DeviceRow) -> None:
         """The device accepted the PFN: it revokes its old channel and registers again
         (section 0), so nothing is pushed until it reports the new ChannelURI."""
-        session.pfn_written = True
         row.pfn_state = "set"
         row.push_status = None
         row.reset_reason = None
@@ -243,8 +243,6 @@ class OmaDmEndpoint:
             data = "\n".join(item.data or "" for item in res.items)
             self.store.mark_result(command_id, data, now)
             return
-        if session.pfn_written and purpose == "channel-get":
-            return  # read before the new PFN takes effect: the registration session will tell
         for item in res.items:
             source = item.source or ""
             if source.endswith("/Push/ChannelURI"):
@@ -269,7 +267,7 @@ class OmaDmEndpoint:
         item = Item(
             target=f"{self.config.push_node}/PFN",
             meta=Meta(format="chr", type="text/plain"),
-            data=self.config.app.pfn,
+            data=self.config.app.pfn.lower(),  # [WP81BLOG] "Convert ... to lower case" (C9)
         )
         return verb(None, (item,))
 
@@ -309,13 +307,13 @@ class OmaDmEndpoint:
             plan.append(("poll", Replace(None, items)))
         if row.swv is None:
             plan.append(("swv", Get(None, (Item(target="./DevDetail/SwV"),))))
+        plan.append(("channel-get", self._channel_get()))
+
+    def _channel_get(self) -> Get:
+        """Push/ChannelURI and Push/Status: in every session (C3), and after the PFN in the
+        session that set it, which reads the new channel [WP81BLOG] (C10)."""
         push = self.config.push_node
-        plan.append(
-            (
-                "channel-get",
-                Get(None, (Item(target=f"{push}/ChannelURI"), Item(target=f"{push}/Status"))),
-            )
-        )
+        return Get(None, (Item(target=f"{push}/ChannelURI"), Item(target=f"{push}/Status")))
 
     def _send_commands(
         self, session: ServerSession, row: DeviceRow, out: _Writer, now: int

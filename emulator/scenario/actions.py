@@ -126,9 +126,9 @@ class Timeline:
         elif action in ("block_pfn", "unblock_pfn"):
             pfn = w.scenario.app.pfn
             if action == "block_pfn":
-                service.registry.blocked.add(pfn)
+                service.registry.block(pfn)
             else:
-                service.registry.blocked.discard(pfn)
+                service.registry.unblock(pfn)
         elif action == "wns_fault":
             channels: list[str | None] = [
                 c.id for d in devices for c in service.registry.channels_of(d.device_id)[-1:]

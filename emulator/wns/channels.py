@@ -85,14 +85,15 @@ class ChannelRegistry:
     ) -> None:
         if renewal not in ("new", "extend"):
             raise ValueError("renewal must be 'new' or 'extend'")
-        self.apps_by_pfn = {app.pfn: app for app in apps}
+        #: by PFN in lower case: PFNs match whatever their letter case (section 0 [WP81BLOG])
+        self.apps_by_pfn = {app.pfn.lower(): app for app in apps}
         self.rng = rng  # seeded: ChannelURIs are reproducible run to run
         self.base_url = base_url.rstrip("/")
         self.channel_ttl_ms = channel_ttl_ms
         self.cache_period_ms = cache_period_ms
         self.renewal = renewal
         self.rate_limit = rate_limit  # (pushes, window ms) per channel, None = unlimited
-        self.blocked: set[str] = set()  # PFNs blocked for abuse [PUSH]
+        self.blocked: set[str] = set()  # PFNs blocked for abuse [PUSH], as canonical()
         self.channels: dict[str, Channel] = {}  # by decoded token
         self.by_query: dict[str, Channel] = {}  # by the URI's query exactly as issued (fast path)
         self.by_id: dict[str, Channel] = {}
@@ -111,12 +112,12 @@ class ChannelRegistry:
         one superseded (it still works until its own expiry, as real URIs live 30 days);
         ``extend`` keeps the URI and moves its expiry to now + TTL.
         """
-        app = self.apps_by_pfn.get(pfn)
+        app = self.apps_by_pfn.get(pfn.lower())
         if app is None:
             raise ChannelRefused(pfn, "unknown_pfn")
-        if pfn in self.blocked:
+        if app.pfn in self.blocked:
             raise ChannelRefused(pfn, "blocked_pfn")
-        old = self.current.get((device_id, pfn))
+        old = self.current.get((device_id, app.pfn))
         live = old is not None and not old.revoked and now < old.expires_ms
         if old is not None and live and self.renewal == "extend":
             old.expires_ms = now + self.channel_ttl_ms
@@ -124,8 +125,22 @@ class ChannelRegistry:
         channel = self._issue(app, device_id, now)
         if old is not None and live:
             old.superseded_by = channel.id
-        self.current[(device_id, pfn)] = channel
+        self.current[(device_id, app.pfn)] = channel
         return channel
+
+    def canonical(self, pfn: str) -> str:
+        """A PFN as its app spells it (any letter case names the same app), else lower case."""
+        app = self.apps_by_pfn.get(pfn.lower())
+        return app.pfn if app is not None else pfn.lower()
+
+    def block(self, pfn: str) -> None:
+        self.blocked.add(self.canonical(pfn))
+
+    def unblock(self, pfn: str) -> None:
+        self.blocked.discard(self.canonical(pfn))
+
+    def is_blocked(self, pfn: str) -> bool:
+        return self.canonical(pfn) in self.blocked
 
     def _issue(self, app: App, device_id: str, now: int) -> Channel:
         raw = base64.b64encode(b"\x03\x06\x00\x00" + self.rng.randbytes(80)).decode("ascii")

@@ -129,9 +129,11 @@ def build_config(file: WnsFile, extra_apps: list[App], **overrides: object) -> W
         apps[app.sid] = app
     if not apps:
         apps[DEMO_APP.sid] = DEMO_APP
-    pfns = [a.pfn for a in apps.values()]
+    pfns = [a.pfn.lower() for a in apps.values()]  # PFNs match in any letter case
     if len(set(pfns)) != len(pfns):
-        raise ValueError("two apps share one PFN; each app has its own Package Family Name")
+        raise ValueError(
+            "two apps share one PFN (letter case aside); each app has its own Package Family Name"
+        )
     values: dict[str, object] = {
         "apps": tuple(apps.values()),
         "seed": file.seed,

@@ -17,7 +17,7 @@ from typing import Any
 @dataclass(slots=True)
 class Fault:
     id: str  # handle for the control API ("f-0001")
-    target: str  # "notify" (channel POSTs) or "token" (/accesstoken.srf)
+    target: str  # "notify" (channel POSTs), "token" (/accesstoken.srf), "register" (devices)
     status: int | None  # forced HTTP status, or None for latency only
     remaining: int | None  # requests left to affect; None = until removed
     sid: str | None  # only requests for this app's channels (or token requests of this app)

@@ -132,7 +132,8 @@ class WnsService:
             renewal=self.config.renewal,
             rate_limit=self.config.rate_limit,
         )
-        self.registry.blocked.update(self.config.blocked_pfns)
+        for pfn in self.config.blocked_pfns:
+            self.registry.block(pfn)
         self.faults = FaultBook()
         self._ids = random.Random(f"{seed}:ids")
         self._cv_base = base64.b64encode(self._ids.randbytes(12)).decode("ascii")
@@ -291,6 +292,15 @@ class WnsService:
             expires_ms=channel.expires_ms,
         )
         return channel
+
+    def registration_delay(self, pfn: str) -> int:
+        """How long WNS takes to answer a device's registration for ``pfn`` (ms): the
+        latency of the ``register`` faults that match it (the control API's fault book)."""
+        if not self.faults.faults:
+            return 0
+        app = self.registry.apps_by_pfn.get(pfn.lower())
+        latency, _ = self.faults.take("register", app.sid if app else None, None)
+        return latency
 
     def revoke_channel(self, channel: Channel) -> None:
         self.registry.revoke(channel)
