@@ -21,7 +21,7 @@ from emulator.mdm.pusher import Pusher
 from emulator.mdm.server import ReferenceServer
 from emulator.mdm.store import DeviceRow, PushRow
 from emulator.mdm.wns_sender import PushResult, WnsSender
-from emulator.syncml import Get, Item, Message, Status
+from emulator.syncml import Add, Command, Get, Item, Message, Replace, Status
 
 Factory = Callable[[MdmConfig, Clock, AbstractResolver], ReferenceServer]
 
@@ -236,6 +236,31 @@ class FirstChannelForever(OmaDmEndpoint):
         super()._channel_reported(row, uri, now)
 
 
+class MixedCasePfn(OmaDmEndpoint):
+    """C9: sends the PFN as the Store spells it, with upper-case letters."""
+
+    def _pfn_command(self, verb: type[Add | Replace]) -> Command:
+        cmd = super()._pfn_command(verb)
+        item = dataclasses.replace(cmd.items[0], data=self.config.app.pfn)
+        return dataclasses.replace(cmd, items=(item,))
+
+
+class ChannelReadFirst(OmaDmEndpoint):
+    """C10: reads the ChannelURI before it sets the PFN, so it learns the new channel only
+    in a later session."""
+
+    def _send_commands(
+        self, session: ServerSession, row: DeviceRow, out: _Writer, now: int
+    ) -> bool:
+        planned = session.follow_ups
+        if any(purpose.startswith("pfn-") for purpose, _ in planned):
+            for purpose, cmd in planned:
+                if purpose == "channel-get":
+                    self._emit(session, out, purpose, None, cmd)
+            session.follow_ups = [p for p in planned if p[0] != "channel-get"]
+        return super()._send_commands(session, row, out, now)
+
+
 class Ignores(Pusher):
     """Treats some WNS "stop" statuses as if the push had been delivered."""
 
@@ -378,6 +403,8 @@ DEFECTS: dict[str, tuple[str, Factory, dict[str, str]]] = {
     "C6": ("no PFN reset after 410", with_endpoint(NoResetAfterGone), {}),
     "C7": ("no proactive PFN reset", with_endpoint(NoProactiveReset), {}),
     "C8": ("keeps pushing after 404", with_pusher(Ignores404), {}),
+    "C9": ("PFN with upper-case letters", with_endpoint(MixedCasePfn), {}),
+    "C10": ("reads the ChannelURI before setting the PFN", with_endpoint(ChannelReadFirst), {}),
     "D1": ("ignores Retry-After on 406", with_pusher(IgnoresRetryAfter), {}),
     "D2": ("never retries 5xx", with_pusher(NeverRetries5xx), {}),
     "D3": ("retries 403", with_pusher(RetriesForbidden), {}),

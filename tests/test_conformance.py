@@ -27,11 +27,11 @@ async def _verdicts(options: RunOptions = QUIET) -> tuple[Report, dict[str, str]
 
 
 async def test_every_check_passes_against_the_reference_server() -> None:
-    """The reference server is the known-good baseline: all 24 checks pass (conformance.md)."""
+    """The reference server is the known-good baseline: all 26 checks pass (conformance.md)."""
     report, verdicts = await _verdicts()
     assert verdicts == {c.id: "passed" for c in ordered()}
     assert report.passed()
-    assert len(verdicts) == 24
+    assert len(verdicts) == 26
 
 
 def test_every_check_has_a_defect_that_fails_it() -> None:

@@ -262,6 +262,70 @@ def not_found_404(ev: Evidence) -> Verdict:
     return _stops_after(ev, 404, "C8") or skipped("no push was answered 404")
 
 
+@check(
+    "C9",
+    "pfn-lower-case",
+    "SHOULD",
+    "the PFN the server sets is in lower case",
+    ("WP81BLOG",),
+    "every PFN set",
+    needs=(),
+)
+def pfn_lower_case(ev: Evidence) -> Verdict:
+    # [WP81BLOG] "Convert the above PFN to lower case before sending it to the device"
+    writes = [(s, c) for s in _with_exchanges(ev) for c in _pfn_writes(s)]
+    if not writes:
+        return skipped("no PFN was set")
+    bad = [
+        session_item(s, f"C9: PFN {item.data!r} is not in lower case")
+        for s, c in writes
+        for item in getattr(c, "items", ())
+        if (item.target or "").endswith("/Push/PFN")
+        and (item.data or "") != (item.data or "").lower()
+    ]
+    if bad:
+        return broken(f"{len(bad)} of {len(writes)} PFN writes have upper-case letters", bad)
+    return passed(f"all {len(writes)} PFN writes in lower case")
+
+
+@check(
+    "C10",
+    "channel-same-session",
+    "SHOULD",
+    "after setting the PFN the server reads Push/ChannelURI in that same session (a later "
+    "command or package) rather than waiting for another session",
+    ("WP81BLOG",),
+    "enrollment session",
+    needs=(),
+)
+def channel_same_session(ev: Evidence) -> Verdict:
+    # [WP81BLOG] "During the same OMA-DM session the MDM server requests the URI which gets
+    # delivered by DMClient"
+    judged, bad = 0, []
+    for s in _with_exchanges(ev):
+        commands = walk(s.server_commands())
+        writes = [
+            i
+            for i, c in enumerate(commands)
+            if isinstance(c, Add | Replace) and _targets(c, "/Push/PFN")
+        ]
+        if not writes:
+            continue
+        judged += 1
+        last = writes[-1]
+        if not any(
+            isinstance(c, Get) and _targets(c, "/Push/ChannelURI") for c in commands[last + 1 :]
+        ):
+            bad.append(session_item(s, "C10: PFN set, ChannelURI not read after it in session"))
+    if not judged:
+        return skipped("no PFN was set")
+    if bad:
+        return broken(
+            f"{len(bad)} of {judged} sessions set the PFN without reading the channel", bad
+        )
+    return passed(f"all {judged} sessions that set the PFN read the new ChannelURI")
+
+
 # -- E. Sessions and polling ------------------------------------------------------------------
 @check(
     "E1",
