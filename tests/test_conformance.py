@@ -15,8 +15,11 @@ from aiohttp import web
 from emulator.cli import main
 from emulator.conformance.registry import ordered
 from emulator.conformance.suite import Report, run_conformance, select
+from emulator.mdm.omadm import OmaDmEndpoint
+from emulator.mdm.wns_sender import WnsSender
 from emulator.runner import RunOptions
-from tests.defects import DEFECTS
+from emulator.syncml import Status, parse
+from tests.defects import DEFECTS, with_endpoint, with_sender
 
 QUIET = RunOptions(progress=False)
 
@@ -132,3 +135,39 @@ def test_unreachable_server_is_bad_input(capsys: pytest.CaptureFixture[str]) -> 
     """A --server that does not answer at all stops the run before it starts (exit 2)."""
     assert main(["conformance", "--server", "http://127.0.0.1:9/omadm", "--quiet"]) == 2
     assert "cannot reach --server http://127.0.0.1:9/omadm" in capsys.readouterr().err
+
+
+class LowerCaseBearer(WnsSender):
+    """A server that writes the scheme as the token endpoint's token_type spells it."""
+
+    def push_headers(self, token: str) -> dict[str, str]:
+        return {**super().push_headers(token), "Authorization": f"bearer {token}"}
+
+
+class EmptyClose(OmaDmEndpoint):
+    """Ends every session with an empty HTTP 200 body instead of a Status-only message."""
+
+    def handle(self, body: bytes, authorization: str, origin: str | None, now: int) -> bytes:
+        reply = super().handle(body, authorization, origin, now)
+        commands = parse(reply).commands
+        return b"" if all(isinstance(c, Status) for c in commands) else reply
+
+
+async def test_b2_takes_the_bearer_scheme_in_any_letter_case() -> None:
+    """RFC 7235: the auth scheme is case-insensitive (the fake WNS accepts `bearer`, and the
+    token endpoint returns token_type "bearer"): B2 passes such a server."""
+    options = RunOptions(progress=False, server_factory=with_sender(LowerCaseBearer))
+    report = await run_conformance(options, select("A1,B2"))
+    assert {c.id: v.status for c, v in report.rows} == {"A1": "passed", "B2": "passed"}
+
+
+async def test_e4_fails_sessions_closed_by_an_empty_body() -> None:
+    """[MSMDM 2.2.6.1] the server ends a session with a Status-only message: one that ends
+    each with an empty HTTP 200 fails E4 with evidence (E2 fails too), not "skipped"."""
+    options = RunOptions(progress=False, server_factory=with_endpoint(EmptyClose))
+    report = await run_conformance(options, select("E2,E4"))
+    verdicts = {c.id: v for c, v in report.rows}
+    assert verdicts["E2"].status == "failed"
+    assert verdicts["E4"].status == "failed"
+    assert verdicts["E4"].evidence[0]["rule"].startswith("E4: not closed")
+    assert verdicts["E4"].evidence[0]["event"] == "session.server_fault"

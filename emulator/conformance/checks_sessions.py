@@ -13,10 +13,11 @@ from emulator.conformance.registry import Verdict, broken, check, passed, skippe
 from emulator.device.csp import POLL_DEFAULTS
 from emulator.device.poll import NAMES as POLL_SETS
 from emulator.device.recording import Exchange
+from emulator.device.session import SESSION_BREAKING
 from emulator.syncml import Add, Command, Get, Message, Replace, Status
 from emulator.syncml.session import walk
 
-AT_RISK = ("wp81", "win10-1511")  # builds that may fail to renew [PUSH][KB3170699]
+AT_RISK = ("wp81", "win81", "win10-1511")  # builds that may fail to renew [PUSH][KB3170699]
 
 
 def _targets(cmd: Command, suffix: str) -> bool:
@@ -437,13 +438,17 @@ def push_delivers(ev: Evidence) -> Verdict:
     needs=(),
 )
 def session_ends(ev: Evidence) -> Verdict:
-    endless = [
-        e for e in ev.of_event("session.server_fault") if e.get("rule") == "session-never-ends"
-    ]
-    if endless:
+    faults = ev.of_event("session.server_fault")
+    endless = [e for e in faults if e.get("rule") == "session-never-ends"]
+    # a reply that is no SyncML at all (an empty 200, HTML, another content type) leaves
+    # the session without its closing Status-only message [MSMDM 2.2.6.1]
+    unclosed = [e for e in faults if e.get("rule") in SESSION_BREAKING]
+    if endless or unclosed:
         return broken(
-            f"{len(endless)} sessions never ended",
-            [event_item(e, "E4: still sending commands") for e in endless],
+            f"{len(endless)} sessions never ended, {len(unclosed)} ended without a "
+            "Status-only message",
+            [event_item(e, "E4: still sending commands") for e in endless]
+            + [event_item(e, f"E4: not closed: {e.get('detail')}") for e in unclosed],
         )
     ended = [e for e in ev.of_event("session.end") if e.get("outcome") == "ended"]
     if not ended:

@@ -157,7 +157,8 @@ def raw_headers(ev: Evidence) -> Verdict:
         ctype = (_header(r, "Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/octet-stream":
             wrong.append(f"Content-Type {ctype or '(none)'!r}")
-        if not (_header(r, "Authorization") or "").startswith("Bearer "):
+        scheme, _, credential = (_header(r, "Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():  # RFC 7235: any letter case
             wrong.append("Authorization is not a Bearer token")
         length = _header(r, "Content-Length")
         if length != str(len(r.body)):
@@ -321,19 +322,21 @@ def unavailable_503(ev: Evidence) -> Verdict:
 )
 def no_blind_retry(ev: Evidence) -> Verdict:
     bad, seen = [], 0
-    for target, records in ev.by_target.items():
-        device = ev.reported.get(target)
-        asks = ev.hooks_for(device, "push") if device else []
+    for records in ev.by_target.values():
+        device = ev.owner(records[0])
+        asked = _asked(records, ev.hooks_for(device, "push") if device else [])
         for i, r in enumerate(records):
             if r.status not in (400, 403, 413):
                 continue
             seen += 1
-            next_ask = min((t for t in asks if t > r.t_ms), default=None)
-            same = [
-                x
-                for x in _after(records, i)
-                if x.body == r.body and (next_ask is None or x.t_ms < next_ask)
-            ]
+            # the server's own resends of it: the pushes no hook call asked for, up to the
+            # next one asked for (a burst of asks at one instant is not a resend)
+            same = []
+            for x in records[i + 1 :]:
+                if asked[x.seq]:
+                    break
+                if x.body == r.body:
+                    same.append(x)
             if len(same) > 1:
                 bad += [request_item(ev, x, f"D3: resent unchanged after {r.status}") for x in same]
     if not seen:
@@ -341,6 +344,19 @@ def no_blind_retry(ev: Evidence) -> Verdict:
     if bad:
         return broken("pushes refused as malformed or forbidden were resent blindly", bad)
     return passed(f"{seen} refused pushes, none resent blindly")
+
+
+def _asked(records: list[RequestRecord], asks: list[int]) -> dict[int, bool]:
+    """For each push (by record seq), whether a hook call asked for it: every ask answers
+    the first push at or after it that no earlier ask took."""
+    pending = sorted(asks)
+    out: dict[int, bool] = {}
+    k = 0
+    for r in records:
+        out[r.seq] = k < len(pending) and pending[k] <= r.t_ms
+        if out[r.seq]:
+            k += 1
+    return out
 
 
 @check(

@@ -34,6 +34,8 @@ from emulator.syncml.codec import EXCERPT_BYTES
 from emulator.syncml.session import ClientSession
 
 USER_AGENT = "MSFT OMA DM Client/1.2.0.1"  # [MSMDM 2.1]
+#: server faults that end the session at once: the reply is not SyncML the device can read
+SESSION_BREAKING = ("content-type", "malformed")
 MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
 
 
