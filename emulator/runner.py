@@ -193,7 +193,7 @@ class World:
                 if spec.pfn_preset:
                     device.values[group.schema.pfn] = self.scenario.app.pfn
                 if spec.trap_channel and self.trap is not None:
-                    self.wns.service.registry.base_for[device_id] = self.trap.url
+                    self.wns.service.base_for[device_id] = self.trap.url
                 self.group_of[device_id] = spec.name
                 self.clock.call_at(start + spec.enroll_offset(index), self.fleet.enroll, device)
 

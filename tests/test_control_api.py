@@ -177,3 +177,13 @@ async def test_block_pfn_revoke_tokens_and_reset(wns: Any, service: WnsService) 
     assert (await (await wns.post("/_emulator/reset")).json()) == {"reset": True}
     assert service.registry.by_id == {}
     assert list(service.records) == []
+
+
+async def test_reset_keeps_where_channel_uris_point(wns: Any, service: WnsService) -> None:
+    """After POST /_emulator/reset new ChannelURIs keep the served port (or --public-url):
+    they used to lose it (http://127.0.0.1/?token=...), so senders posted to port 80."""
+    service.set_base_url("https://db5.notify.windows.com:8443")
+    await wns.post("/_emulator/reset")
+    resp = await wns.post("/_emulator/wns/channels", json={"pfn": APP_A.pfn})
+    uri = (await resp.json())["channel_uri"]
+    assert uri.startswith("https://db5.notify.windows.com:8443/?token=")

@@ -82,6 +82,7 @@ class ChannelRegistry:
         cache_period_ms: int = DEFAULT_CACHE_PERIOD_MS,
         renewal: str = "new",
         rate_limit: tuple[int, int] | None = None,
+        base_for: dict[str, str] | None = None,
     ) -> None:
         if renewal not in ("new", "extend"):
             raise ValueError("renewal must be 'new' or 'extend'")
@@ -101,7 +102,7 @@ class ChannelRegistry:
         self.current: dict[tuple[str, str], Channel] = {}  # (device, pfn) -> newest channel
         self.endpoints: dict[str, Endpoint] = {}
         #: devices whose ChannelURIs name another host (a trap listener: conformance B5)
-        self.base_for: dict[str, str] = {}
+        self.base_for: dict[str, str] = {} if base_for is None else base_for
         self._next_id = 1
 
     # -- issuing --------------------------------------------------------------------------

@@ -116,6 +116,8 @@ class WnsService:
         self.subscribers: dict[str, Subscriber] = {}
         self.fleet_subscriber: Subscriber | None = None  # devices without their own callback
         self.records: deque[RequestRecord] = deque(maxlen=config.record_limit)
+        self.base_url = config.base_url  # of ChannelURIs: the served URL once listening
+        self.base_for: dict[str, str] = {}  # devices whose ChannelURIs name another host
         self._build()
 
     def _build(self) -> None:
@@ -126,7 +128,8 @@ class WnsService:
         self.registry = ChannelRegistry(
             self.config.apps,
             random.Random(f"{seed}:channels"),
-            base_url=self.config.base_url,
+            base_url=self.base_url,
+            base_for=self.base_for,
             channel_ttl_ms=self.config.channel_ttl_ms,
             cache_period_ms=self.config.cache_period_ms,
             renewal=self.config.renewal,
@@ -140,14 +143,15 @@ class WnsService:
         self._seq = 0
 
     def reset(self) -> None:
-        """Forget tokens, channels, faults and records; keep apps and subscribers."""
+        """Forget tokens, channels, faults and records; keep apps, subscribers and where
+        ChannelURIs point (the served URL or --public-url, trap hosts)."""
         self.records.clear()
         self._build()
         self.log.info("wns.reset")
 
     def set_base_url(self, base_url: str) -> None:
         """Set the ChannelURI base once the listening port is known (``--port 0``)."""
-        self.registry.base_url = base_url.rstrip("/")
+        self.base_url = self.registry.base_url = base_url.rstrip("/")
 
     # -- token endpoint -------------------------------------------------------------------
     def token(
