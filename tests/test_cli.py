@@ -73,6 +73,26 @@ def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
         assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("kind", ["missing directory", "directory", "not SQLite"])
+def test_mdm_db_mistakes_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """`dmemu mdm --db` that cannot be a database is a one-line error, exit 2, before
+    anything listens (it was a sqlite3 traceback and exit 1)."""
+    paths = {
+        "missing directory": (tmp_path / "nowhere" / "mdm.sqlite", "does not exist"),
+        "directory": (tmp_path, "is a directory"),
+        "not SQLite": (tmp_path / "notes.txt", "is not a dmemu mdm SQLite database"),
+    }
+    path, says = paths[kind]
+    (tmp_path / "notes.txt").write_text("shopping list\n" * 200)
+    code, err = run_main(capsys, "mdm", "--port", "0", "--db", str(path))
+    assert code == 2
+    assert f"--db: {path}" in err
+    assert says in err
+    assert "Traceback" not in err
+
+
 def test_app_argument_keeps_equals_signs_in_secrets() -> None:
     app = parse_app_arg("ms-app://S-1-15-2-11-22-33=c2VjcmV0===A.B_0123456789abc")
     assert (app.sid, app.secret, app.pfn) == (

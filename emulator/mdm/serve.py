@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from emulator.clock import Clock, iso
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, start_mdm
+from emulator.mdm.store import StoreError
 from emulator.serving import settled_heap, stop_on_signal
 from emulator.wns.config import DEMO_APP
 from emulator.yamlconf import ConfigError
@@ -80,7 +81,10 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
 
 async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -> int:
     stop = stop_on_signal()  # first: a stop signal during start-up is honoured too
-    server = ReferenceServer(config, clock, db=args.db, wns_ca_file=args.wns_ca)
+    try:
+        server = ReferenceServer(config, clock, db=args.db, wns_ca_file=args.wns_ca)
+    except StoreError as exc:
+        raise ConfigError("--db", None, None, str(exc)) from None
     try:
         running = await start_mdm(server, host=args.host, port=args.port)
     except OSError as exc:

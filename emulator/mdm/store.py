@@ -123,20 +123,38 @@ _PUSH_FIELDS = tuple(f.name for f in fields(PushRow) if f.name != "id")
 _INSERT_PUSH = _insert("pushes", _PUSH_FIELDS)
 
 
+class StoreError(Exception):
+    """The database file cannot be used: the reason, in words a user acts on."""
+
+
+def _check_path(path: str) -> None:
+    if path == ":memory:":
+        return
+    where = Path(path)
+    if where.is_dir():
+        raise StoreError(f"{path} is a directory, not a database file")
+    if not where.parent.is_dir():
+        raise StoreError(f"{path}: the directory {where.parent} does not exist")
+
+
 class MdmStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        if self.path != ":memory:":
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.devices: dict[str, DeviceRow] = {}
-        for row in self.db.execute("SELECT * FROM devices ORDER BY device_id"):
-            values = dict(row)
-            values["poll_set"] = bool(values["poll_set"])
-            self.devices[row["device_id"]] = DeviceRow(**values)
+        _check_path(self.path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            if self.path != ":memory:":
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.devices: dict[str, DeviceRow] = {}
+            for row in self.db.execute("SELECT * FROM devices ORDER BY device_id"):
+                values = dict(row)
+                values["poll_set"] = bool(values["poll_set"])
+                self.devices[row["device_id"]] = DeviceRow(**values)
+        except (sqlite3.Error, TypeError) as exc:  # TypeError: a devices table of other columns
+            raise StoreError(f"{self.path} is not a dmemu mdm SQLite database ({exc})") from None
         #: devices that may have queued commands: every session reply asks, so the common
         #: answer ("none") must not cost a query
         self._may_have_queued = {
