@@ -22,7 +22,7 @@ from emulator.logs import configure_logging
 from emulator.wns.config import DEMO_APP, WnsFile, build_config, parse_app_arg, parse_rate
 from emulator.wns.models import App
 from emulator.wns.service import WnsConfig
-from emulator.yamlconf import ConfigError, load_model, parse_duration
+from emulator.yamlconf import ConfigError, load_model, parse_duration, print_problems
 
 EXIT_USAGE = 2
 
@@ -372,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"machine-readable report: {args.json}")
             return 0 if report.ok() else 1
     except ConfigError as exc:
-        _fail(str(exc))
+        print_problems(exc, sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         return 130
     return EXIT_USAGE

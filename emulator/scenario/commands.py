@@ -21,8 +21,8 @@ from emulator.reports.text import render
 from emulator.reports.write import write_run
 from emulator.runner import RunOptions, ServerUnreachable, run_scenario
 from emulator.scenario.expect import judge
-from emulator.scenario.loader import ScenarioError, load_scenario
-from emulator.yamlconf import ConfigError
+from emulator.scenario.loader import load_scenario
+from emulator.yamlconf import ConfigError, print_problems
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,10 +45,7 @@ def world_error(exc: ServerUnreachable | OSError) -> str:
 def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptions:
     """The options ``run`` and ``conformance`` share (--server, --hooks, --wns-port,
     --idle-ms, --provider-id, --quiet), checked; raises :class:`UsageError`."""
-    try:
-        hooks = load_hooks(args.hooks) if args.hooks else None
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    hooks = load_hooks(args.hooks) if args.hooks else None  # ConfigErrors: every mistake
     if args.hooks and not args.server:
         raise UsageError("--hooks needs --server (the reference server has its own)")
     try:
@@ -73,21 +70,14 @@ def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptio
     )
 
 
-def _problems(exc: ScenarioError, err: TextIO) -> None:
-    for problem in exc.problems:
-        print(f"dmemu: error: {problem}", file=err)
-    count = len(exc.problems)
-    print(f"dmemu: {count} problem{'s' if count != 1 else ''}; nothing was run", file=err)
-
-
 def validate(paths: list[Path], out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     code = EXIT_OK
     for path in paths:
         try:
             scenario = load_scenario(path)
-        except ScenarioError as exc:
-            _problems(exc, err)
+        except ConfigError as exc:
+            print_problems(exc, err)
             code = EXIT_USAGE
             continue
         print(
@@ -106,8 +96,8 @@ async def run(
     try:
         scenario = load_scenario(args.scenario)
         options = run_options(args, err, rate=args.rate, seed=args.seed)
-    except ScenarioError as exc:
-        _problems(exc, err)
+    except ConfigError as exc:
+        print_problems(exc, err)
         return EXIT_USAGE
     except UsageError as exc:
         print(f"dmemu: error: {exc}", file=err)

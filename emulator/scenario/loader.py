@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from emulator.clock import DEFAULT_EPOCH_MS, HOUR, MINUTE, parse_iso
+from emulator.clock import DAY, DEFAULT_EPOCH_MS, HOUR, MINUTE, parse_iso
 from emulator.device.agent import DeviceGroup
 from emulator.device.power import MB, NETWORK_PATTERNS, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
@@ -30,7 +30,14 @@ from emulator.scenario.model import Event, Expectation, GroupSpec, Scenario, Tar
 from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.config import DEMO_APP, normalize_sid, parse_rate
 from emulator.wns.models import App
-from emulator.yamlconf import ConfigError, locate, parse_duration, read_yaml
+from emulator.yamlconf import (
+    ConfigError,
+    ConfigErrors,
+    locate,
+    not_a_mapping,
+    parse_duration,
+    read_yaml,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
 DEFAULT_ENROLL_OVER_MS = HOUR
@@ -42,12 +49,12 @@ _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?\s*$")
 _BYTE_UNITS = {None: 1, "B": 1, "KB": 1_000, "MB": MB, "GB": 1_000 * MB}
 
 
-class ScenarioError(Exception):
-    """Every mistake found in one scenario file (exit code 2, nothing run)."""
+#: the longest run a scenario may ask for: ten years of virtual time
+MAX_DURATION_MS = 3650 * DAY
 
-    def __init__(self, problems: list[ConfigError]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
+
+class ScenarioError(ConfigErrors):
+    """Every mistake found in one scenario file, sorted by line (exit code 2, nothing run)."""
 
 
 @cache
@@ -82,32 +89,44 @@ def parse_bytes(value: str | int) -> int:
 
 
 def load_scenario(path: Path) -> Scenario:
-    """Read and check ``path``; raise :class:`ScenarioError` listing every problem."""
+    """Read and check ``path`` in one pass; raise :class:`ScenarioError` listing every
+    problem (duplicate keys, the schema's, and the meaning of what the schema let through)."""
     name = str(path)
     try:
-        data, node = read_yaml(path)
+        data, node, problems = read_yaml(path)
     except ConfigError as exc:
         raise ScenarioError([exc]) from None
-    problems = _schema_problems(name, data, node)
-    if problems:
-        raise ScenarioError(problems)
-    checker = _Checker(name, node)
+    top = not_a_mapping(name, data, node, "a scenario (name, duration, fleet, ...)")
+    if top is not None:
+        raise ScenarioError([*problems, top])
+    schema_errors = _schema_errors(data)
+    problems += _schema_problems(name, schema_errors, node)
+    checker = _Checker(name, node, {tuple(e.absolute_path) for e in schema_errors})
     scenario = checker.build(data)
-    if checker.problems:
-        raise ScenarioError(checker.problems)
+    problems += checker.problems
+    if problems or scenario is None:
+        raise ScenarioError(problems)
     return scenario
 
 
 # -- schema errors --------------------------------------------------------------------------
-def _schema_problems(name: str, data: Any, node: yaml.Node | None) -> list[ConfigError]:
+def _schema_errors(data: Any) -> list[ValidationError]:
     validator = Draft202012Validator(schema())
+    return sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path])
+
+
+def _schema_problems(
+    name: str, errors: list[ValidationError], node: yaml.Node | None
+) -> list[ConfigError]:
     problems: list[ConfigError] = []
     seen: set[tuple[str, str]] = set()
-    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
+    for error in errors:
         path = tuple(error.absolute_path)
         message = _message(error)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            known = set(error.schema.get("properties", {}))
+            known = set(
+                error.schema.get("properties", {}) if isinstance(error.schema, dict) else ()
+            )
             for key in sorted(k for k in error.instance if k not in known):
                 problems.append(_problem(name, node, (*path, key), f"unknown key {key!r}"))
             continue
@@ -147,29 +166,54 @@ def _problem(
 
 # -- after the schema: meaning ------------------------------------------------------------
 class _Checker:
-    def __init__(self, name: str, node: yaml.Node | None) -> None:
+    """The checks a schema cannot express. Parts the schema already refused (``broken``:
+    the paths of its errors) are skipped, so every problem is said once, in one pass."""
+
+    def __init__(
+        self, name: str, node: yaml.Node | None, broken: set[tuple[int | str, ...]]
+    ) -> None:
         self.name = name
         self.node = node
+        self.broken = broken
         self.problems: list[ConfigError] = []
 
     def fail(self, path: tuple[int | str, ...], message: str) -> None:
         self.problems.append(_problem(self.name, self.node, path, message))
 
+    def sound(self, path: tuple[int | str, ...]) -> bool:
+        """The schema found nothing wrong at or under ``path``."""
+        return not any(p[: len(path)] == path for p in self.broken)
+
     def line(self, path: tuple[int | str, ...]) -> int:
         where = locate(self.node, path)
         return where[0] if where else 0
 
-    def build(self, data: dict[str, Any]) -> Scenario:
+    def _list(self, data: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+        """The entries of a top-level list the schema found sound, with their indexes."""
+        raw = data.get(key)
+        if not isinstance(raw, list):
+            return []
+        return [(i, item) for i, item in enumerate(raw) if self.sound((key, i))]
+
+    def build(self, data: dict[str, Any]) -> Scenario | None:
         start = DEFAULT_EPOCH_MS
-        if "start" in data:
+        if "start" in data and self.sound(("start",)):
             try:
                 start = parse_iso(data["start"])
             except ValueError:
                 self.fail(("start",), f"{data['start']!r} is not an ISO-8601 time")
-        duration = parse_duration(data["duration"])
-        if duration <= 0:
-            self.fail(("duration",), "the run must last longer than zero")
-        wns = data.get("wns", {})
+        duration: int | None = None
+        if "duration" in data and self.sound(("duration",)):
+            duration = parse_duration(data["duration"])
+            if duration <= 0:
+                self.fail(("duration",), "the run must last longer than zero")
+            elif duration > MAX_DURATION_MS:
+                self.fail(
+                    ("duration",),
+                    f"{data['duration']!r} is longer than {MAX_DURATION_MS // DAY}d, the "
+                    "longest run dmemu takes",
+                )
+        wns = data.get("wns", {}) if self.sound(("wns",)) else {}
         app = DEMO_APP
         if "app" in wns:
             spec = wns["app"]
@@ -180,17 +224,21 @@ class _Checker:
                 rate_limit = parse_rate(wns["rate_limit"])
             except ValueError as exc:
                 self.fail(("wns", "rate_limit"), str(exc))
-        groups = self._groups(data["fleet"])
-        ids = {d for g in groups for d in g.device_ids()}
+        groups = self._groups(self._list(data, "fleet"))
         names = {g.name for g in groups}
+        ids: set[str] | None = {d for g in groups for d in g.device_ids()}
+        fleet = data.get("fleet")
+        if isinstance(fleet, list) and len(groups) < len(fleet):
+            # a group the schema refused still has its name; its devices are unknown
+            names |= {g["group"] for g in fleet if isinstance(g, dict) and "group" in g}
+            ids = None
         timeline = [
-            self._event(i, raw, names, ids, duration)
-            for i, raw in enumerate(data.get("timeline", []))
+            self._event(i, raw, names, ids, duration) for i, raw in self._list(data, "timeline")
         ]
         timeline.sort(key=lambda e: e.at_ms)  # stable: same time keeps file order
-        expectations = [
-            self._expectation(i, raw, names) for i, raw in enumerate(data.get("expect", []))
-        ]
+        expectations = [self._expectation(i, raw, names) for i, raw in self._list(data, "expect")]
+        if self.broken or self.problems or duration is None:
+            return None
         server = data.get("server", {})
         ttl = server.get("push_ttl")
         return Scenario(
@@ -210,10 +258,10 @@ class _Checker:
             push_ttl_s=None if ttl is None else max(1, parse_duration(ttl) // 1000),
         )
 
-    def _groups(self, raw_groups: list[dict[str, Any]]) -> list[GroupSpec]:
+    def _groups(self, raw_groups: list[tuple[int, dict[str, Any]]]) -> list[GroupSpec]:
         out: list[GroupSpec] = []
         seen: set[str] = set()
-        for i, raw in enumerate(raw_groups):
+        for i, raw in raw_groups:
             name = raw["group"]
             if name in seen:
                 self.fail(("fleet", i, "group"), f"group {name!r} is defined twice")
@@ -253,20 +301,29 @@ class _Checker:
         return out
 
     def _target(
-        self, path: tuple[int | str, ...], raw: dict[str, Any], names: set[str], ids: set[str]
+        self,
+        path: tuple[int | str, ...],
+        raw: dict[str, Any],
+        names: set[str],
+        ids: set[str] | None,
     ) -> Target:
         target = Target(raw.get("group"), raw.get("device"), raw.get("fraction"))
         if target.group is not None and target.group not in names:
             self.fail((*path, "group"), f"no group named {target.group!r} in the fleet")
         if target.device is not None:
-            if target.device not in ids:
+            if ids is not None and target.device not in ids:
                 self.fail((*path, "device"), f"no device {target.device!r} in the fleet")
             if target.fraction is not None:
                 self.fail((*path, "fraction"), "a fraction applies to a group, not a device")
         return target
 
     def _event(
-        self, i: int, raw: dict[str, Any], names: set[str], ids: set[str], duration: int
+        self,
+        i: int,
+        raw: dict[str, Any],
+        names: set[str],
+        ids: set[str] | None,
+        duration: int | None,
     ) -> Event:
         path: tuple[int | str, ...] = ("timeline", i)
         at = 0
@@ -274,7 +331,7 @@ class _Checker:
             at = parse_at(raw["at"])
         except ValueError as exc:
             self.fail((*path, "at"), str(exc))
-        if at > duration:
+        if duration is not None and at > duration:
             self.fail((*path, "at"), f"{raw['at']!r} is after the run's end")
         target = (
             self._target((*path, "target"), raw["target"], names, ids) if "target" in raw else None
