@@ -5,16 +5,18 @@ file:line:column errors, all at once, exit 2; a failed expectation is exit 1 wit
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import defusedxml.ElementTree as ET
 import pytest
 
+from emulator.catalogue import CATALOGUE, TIMELINE_ACTIONS, markdown, unknown_field
 from emulator.cli import main
 from emulator.reports.write import event_line
 from emulator.runner import RunOptions, run_scenario
 from emulator.scenario.expect import judge
-from emulator.scenario.loader import ScenarioError, load_scenario, parse_at
+from emulator.scenario.loader import ScenarioError, load_scenario, parse_at, schema
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -53,6 +55,48 @@ async def test_shipped_scenarios_pass_against_the_reference_server(path: Path) -
     failed = [(v.name, v.detail, v.evidence) for v in verdicts if not v.passed]
     assert failed == []
     assert verdicts, "a shipped scenario states what must hold"
+    uncatalogued = {
+        (e["event"], field)
+        for e in result.events
+        for field in ([""] if e["event"] not in CATALOGUE else e)
+        if e["event"] not in CATALOGUE or unknown_field(e["event"], field)
+    }
+    assert uncatalogued == set(), "emulator/catalogue.py must list every event and field"
+
+
+def test_event_catalogue_page_is_generated(golden: Callable[[str, str], None]) -> None:
+    """docs/events.md is the catalogue as a page (regenerate with --regen-golden), and the
+    timeline events it lists are the schema's actions."""
+    golden("docs/events.md", markdown())
+    event = schema()["$defs"]["event"]["properties"]["do"]["enum"]
+    assert tuple(event) == TIMELINE_ACTIONS
+
+
+@pytest.mark.parametrize(
+    ("expectation", "says"),
+    [
+        (
+            "{expect: count, event: device.channel_expird, max: 0}",
+            "10:21: expect.0.event: no event 'device.channel_expird' in the event catalogue "
+            "(did you mean 'device.channel_expired'?)",
+        ),
+        (
+            "{expect: count, event: session.start, where: {triger: push}, max: 0}",
+            "10:51: expect.0.where.triger: event 'session.start' has no field 'triger' "
+            "(did you mean 'trigger'?)",
+        ),
+    ],
+)
+def test_expectations_name_catalogued_events_and_fields(
+    tmp_path: Path, expectation: str, says: str
+) -> None:
+    """A typo in an expectation's event or where key used to pass silently (`max: 0` of an
+    event that never exists); it is an error with a suggestion."""
+    text = SMALL.replace("  - expect: push_starts_session\n", f"  - {expectation}\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert str(err.value) == f"{path}:{says}"
 
 
 async def test_same_scenario_and_seed_give_the_same_event_log() -> None:

@@ -22,6 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from emulator.catalogue import unknown_event, unknown_field
 from emulator.clock import DAY, DEFAULT_EPOCH_MS, HOUR, MINUTE, parse_iso
 from emulator.device.agent import DeviceGroup
 from emulator.device.power import MB, NETWORK_PATTERNS, POWER_PROFILES, PowerConfig
@@ -351,6 +352,14 @@ class _Checker:
         if low is not None and high is not None and low > high:
             self.fail((*path, "max"), f"max {high} is below min {low}")
         kind = raw["expect"]
+        event = raw.get("event")
+        if event is not None:
+            if (why := unknown_event(event)) is not None:
+                self.fail((*path, "event"), why)
+            else:
+                for field in raw.get("where", {}):
+                    if (why := unknown_field(event, field)) is not None:
+                        self.fail((*path, "where", field), why)
         within = parse_duration(raw["within"]) if "within" in raw else None
         if kind == "push_starts_session" and within is None:
             within = 60_000
