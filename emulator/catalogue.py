@@ -36,6 +36,7 @@ TIMELINE_ACTIONS = (
     "unblock_pfn",
     "wns_fault",
     "revoke_tokens",
+    "no_internet",
 )
 
 
@@ -71,7 +72,7 @@ _EVENTS = [
         "device.wns_connection",
         "the device's persistent WNS connection went down or came back [PUSH]",
         connected="true or false",
-        reason="ok, offline, battery-saver or data-sense",
+        reason="ok, offline, no-internet, battery-saver or data-sense",
         battery="battery level, %",
     ),
     _spec("device.pfn_set", "a server set a well-formed PFN [DMC]", pfn="the PFN"),
@@ -127,7 +128,7 @@ _EVENTS = [
         "a push arrived but started no session: Push/Status 7 for power or connectivity "
         "[DMC], or an OS profile that starts none",
         msg_id="the WNS Msg-ID",
-        reason="offline, server-unreachable, low-battery or os-profile",
+        reason="offline, no-internet, server-unreachable, low-battery or os-profile",
         battery="battery level, % (not for os-profile)",
     ),
     _spec(
@@ -140,7 +141,7 @@ _EVENTS = [
         "device.session_skipped",
         "a poll or retry timer fired but no session could start",
         trigger="poll or retry",
-        reason="offline, server-unreachable or low-battery",
+        reason="offline, no-internet, server-unreachable or low-battery",
     ),
     _spec("device.poll_schedule", "the server changed the Poll nodes [DMC]", plan="the plan"),
     _spec("session.start", "an OMA-DM session starts", **_SESSION, msg_id="the push, if any"),
@@ -148,7 +149,8 @@ _EVENTS = [
         "session.end",
         "an OMA-DM session is over",
         **_SESSION,
-        outcome="ended, server-fault, http-<status>, unreachable or timeout",
+        outcome="ended, server-fault, http-<status>, unreachable, timeout, or hung "
+        "(pfn_hang: the device sent nothing more)",
         messages="messages the device sent",
         bytes="request and response bytes",
     ),

@@ -173,6 +173,7 @@ def _attempts(world: World) -> list[int]:
 # to day 32, so the day-15 renewal fails and the channel expires at day 30.
 EXPECTED = {  # (first four attempts in minutes, number of attempts)
     "wp81": ([21600, 23040, 24480, 25920], 15),
+    "win81": ([21600, 23040, 24480, 25920], 15),
     "win10-1511": ([21600, 21824, 22120, 22375], 96),
     "win10-1607": ([21600, 21824, 22120, 22375], 100),
     "win10-22h2": ([21600, 21824, 22120, 22375], 100),
@@ -183,8 +184,8 @@ EXPECTED = {  # (first four attempts in minutes, number of attempts)
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 async def test_profile_renewal_schedule(profile: str) -> None:
     """Each OS profile's [PUSH] renewal rule over 60 virtual days with an offline spell:
-    wp81 retries daily and gives up after expiry; 1511 retries 4 h +/- 1 h, then 1 day +/- 4 h
-    after expiry; 1607+ skip without a network and retry in 4 h +/- 1 h."""
+    wp81 (and win81) retry daily and give up after expiry; 1511 retries 4 h +/- 1 h, then
+    1 day +/- 4 h after expiry; 1607+ skip without a network and retry in 4 h +/- 1 h."""
     world = World()
     await enrolled(world, profile=PROFILES[profile])
     device = world.fleet.devices["dev-1"]
@@ -195,7 +196,7 @@ async def test_profile_renewal_schedule(profile: str) -> None:
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert attempts[0] == 15 * 24 * 60  # 15 days left [PUSH]
     channels = world.events("device.channel", "dev-1")
-    if profile == "wp81":
+    if profile in ("wp81", "win81"):
         assert all(g == 24 * 60 for g in gaps)
         assert len(channels) == 1
         assert device.state == "expired"
@@ -400,3 +401,84 @@ def test_session_end_record_is_plain_data() -> None:
     """SessionEnd is a frozen value (the runtime passes it back to the core)."""
     end = SessionEnd("poll", True, "ended")
     assert (end.trigger, end.ok, end.retry_after) == ("poll", True, None)
+
+
+@pytest.mark.parametrize(
+    ("exception", "connected"),
+    [("blocked", False), ("any_app", True), ("always_allowed", True)],
+)
+async def test_battery_saver_exceptions_keep_the_connection(
+    exception: str, connected: bool
+) -> None:
+    """[WNSOV] Battery Saver disables push "but there are a couple exceptions": "Allow push
+    notifications from any app" (Windows 10 desktop) and the "Always allowed" list keep the
+    WNS connection (section 0)."""
+    world = World()
+    await enrolled(world, power=PowerConfig(saver_exception=exception))
+    device = world.fleet.devices["dev-1"]
+    world.fleet.set_battery_saver(device, True)
+    assert device.connected is connected
+    assert world.wns.registry.endpoint("dev-1").status == (
+        "connected" if connected else "disconnected"
+    )
+
+
+async def test_low_battery_status_7_is_reachable_with_an_exception() -> None:
+    """Item of issue 16: with the defaults Battery Saver (20 %) cuts the connection long before
+    the 5 % critical level, so a push never arrives on a flat battery; with an exception it
+    does, and gives Push/Status 7 for low battery [DMC]."""
+    world = World()
+    power = PowerConfig(profile=POWER_PROFILES["heavy-use"], saver_exception="always_allowed")
+    uri = await enrolled(world, power=power)
+    device = world.fleet.devices["dev-1"]
+    await world.run_for(19 * HOUR + 30 * MINUTE - world.clock.now() % DAY)
+    assert device.connected
+    world.push(uri)
+    await world.run_for(MINUTE)
+    assert world.events("device.push_no_session", "dev-1")[-1]["reason"] == "low-battery"
+    assert device.push_status == 7
+
+
+async def test_1607_attempts_renewal_on_a_network_without_internet() -> None:
+    """[PUSH] 1607+ "check for network connectivity before retrying. We don't check for
+    internet connectivity": with a network but no internet the attempt is made and fails;
+    with no network at all it is skipped."""
+    world = World()
+    await enrolled(world, profile=PROFILES["win10-1607"])
+    device = world.fleet.devices["dev-1"]
+    await world.run_for(15 * DAY - HOUR)
+    world.fleet.set_internet(device, False)
+    await world.run_for(2 * HOUR)
+    assert world.events("device.renewal_failed", "dev-1")[-1]["reason"] == "no-internet"
+    assert world.events("device.renewal_skipped", "dev-1") == []
+    world.fleet.set_internet(device, True)
+    world.fleet.go_offline(device, world.clock.now() + 6 * HOUR)  # the retry: 4 h +/- 1 h
+    await world.run_for(6 * HOUR)
+    assert world.events("device.renewal_skipped", "dev-1")[-1]["reason"] == "no-network"
+
+
+async def test_pfn_hang_stores_the_pfn_and_sends_nothing_more() -> None:
+    """Section 0 pfn_hang [PUSH] "It can also potentially hang when setting the PFN": the PFN
+    is stored, the session sends no further package (the server sees it abandoned), nothing
+    registers (Status 4); 1511's next renewal attempt (1 day +/- 4 h) registers and reports
+    the channel in a session of its own."""
+    world = World()
+    group = {"profile": PROFILES["win10-1511"], "renewal_failure": "pfn_hang"}
+    device = world.fleet.add("dev-1", world.group(**group, renewal_failure_rate=1.0))
+    world.mdm.queue("dev-1", replace_pfn())
+    world.fleet.enroll(device)
+    await world.run_for(MINUTE)
+    assert [e["outcome"] for e in world.events("session.end", "dev-1")] == ["hung"]
+    assert len(world.mdm.sessions[0].messages) == 1  # package 1, then nothing
+    assert device.configured_pfn() == APP_A.pfn
+    assert device.push_status == 4
+    assert world.events("device.pfn_hang", "dev-1")
+    await world.run_for(28 * HOUR)
+    channel = world.events("device.channel", "dev-1")[0]
+    assert channel["kind"] == "registration"
+    assert 20 * HOUR <= channel["t_ms"] - world.events("device.pfn_hang")[0]["t_ms"] <= 28 * HOUR
+    registration = [
+        s for s in world.events("session.start", "dev-1") if s["t_ms"] == channel["t_ms"]
+    ]
+    assert [s["trigger"] for s in registration] == ["registration"]
+    assert world.mdm.channel_uri["dev-1"] == device.channel_uri

@@ -187,6 +187,18 @@ BAD = [
         [":4:16: fleet.0.count:", ":5:26: fleet.1.power:"],
     ),
     (
+        "any_app on a phone",
+        "name: x\nduration: 1d\nfleet:\n"
+        "  - {group: a, count: 1, os: wp81, battery_saver_exception: any_app}\n",
+        [":4:36: fleet.0.battery_saver_exception: 'any_app' is a setting of Windows 10/11"],
+    ),
+    (
+        "pfn_hang on 1607",
+        "name: x\nduration: 1d\nfleet:\n  - group: a\n    count: 1\n    os: win10-1607\n"
+        "    renewal_failure: {mode: pfn_hang, rate: 0.5}\n",
+        [":7:23: fleet.0.renewal_failure.mode: pfn_hang is a failure of Windows 8, 8.1"],
+    ),
+    (
         "unknown target",
         "name: x\nduration: 2d\nfleet:\n  - {group: a, count: 1}\ntimeline:\n"
         "  - {at: day 1, do: push, target: {group: b}}\n"

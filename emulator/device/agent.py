@@ -23,7 +23,13 @@ from emulator.clock import SECOND
 from emulator.device import lifecycle, poll
 from emulator.device.csp import POLL_DEFAULTS, CspTree, Schema, Values, held, schema_for
 from emulator.device.power import PowerConfig, PowerState, add_data, conditions, next_change
-from emulator.device.profiles import PROFILES, OsProfile, network_retry, next_renewal
+from emulator.device.profiles import (
+    PROFILES,
+    OsProfile,
+    jittered,
+    network_retry,
+    next_renewal,
+)
 from emulator.device.rng import DeviceRng
 
 #: [DMC] PFN is a Package Family Name: <name>_<13-char publisher id>. Anything else is
@@ -97,7 +103,7 @@ class DeviceGroup:
     model: str = "Surface Emulator 1"
     lang: str = "en-US"
     sync_app_version: str | None = None  # None: the profile's
-    renewal_failure: str = "none"  # none | silent | hang (per-device mode)
+    renewal_failure: str = "none"  # none | silent | hang | pfn_hang (per-device mode)
     renewal_failure_rate: float = 0.0  # chance each renewal attempt fails that way
     #: how long a registration started in a session may take and still be read in it
     #: (section 0: default 5 s); a slower WNS answer comes with a later session
@@ -142,6 +148,7 @@ class Device:
         "push_blocked",
         "reported_uri",
         "rng",
+        "session_hung",
         "session_seq",
         "state",
         "timers",
@@ -159,6 +166,7 @@ class Device:
         self.channel_expiry: int | None = None
         self.push_blocked = False  # Push/Status 7 overlay
         self.hung = False  # renewal failure mode "hang" struck: no automatic renewal
+        self.session_hung = False  # pfn_hang struck in the open session: it sends no more
         self.enrolled = False
         self.poll_anchor = now
         self.polls_done = 0
@@ -197,7 +205,7 @@ class Device:
             case "SwV":
                 return g.profile.swv
             case "DevTyp":
-                return "Desktop"
+                return g.profile.device_type
             case _:
                 return "Unknown"
 
@@ -364,6 +372,16 @@ class Device:
             return out
         self.state = lifecycle.fire(self.state, "set_pfn")
         out.append(Emit("device.pfn_set", {"pfn": after}))
+        g = self.group
+        if g.renewal_failure == "pfn_hang" and self.rng.chance(g.renewal_failure_rate):
+            # [PUSH] "can also potentially hang when setting the PFN" (section 0 pfn_hang):
+            # the PFN is stored, the session sends nothing more, nothing registers until the
+            # server sets the PFN again or the next renewal attempt (1511: in 1 day +/- 4 h)
+            self.session_hung = True
+            out.append(Emit("device.pfn_hang", {"pfn": after}))
+            if g.profile.retry_after_expiry is not None:
+                out.append(SetTimer("renew", jittered(now, g.profile.retry_after_expiry, self.rng)))
+            return out
         return out + self._attempt(now, renewal=False, announce=False)
 
     def _attempt(self, now: int, *, renewal: bool, announce: bool = True) -> list[Action]:
@@ -376,7 +394,8 @@ class Device:
                 Emit("device.renewal_skipped", {"reason": "no-network"}),
                 SetTimer("renew", network_retry(now, self.rng)),
             ]
-        if renewal and g.renewal_failure != "none" and self.rng.chance(g.renewal_failure_rate):
+        failing = g.renewal_failure in ("silent", "hang")
+        if renewal and failing and self.rng.chance(g.renewal_failure_rate):
             if g.renewal_failure == "hang":  # [KB3170699] "may fail to automatically renew"
                 self.hung = True
                 return [Emit("device.renewal_hung", {}), SetTimer("renew", None)]
@@ -384,8 +403,9 @@ class Device:
                 Emit("device.renewal_failed", {"reason": "silent"}),
                 *self._schedule_renewal(now),
             ]
-        if not cond.network_up:
-            out: list[Action] = [Emit("device.renewal_failed", {"reason": "no-network"})]
+        if not (cond.network_up and cond.internet):  # 1511 tries without either; 1607 too
+            reason = "no-network" if not cond.network_up else "no-internet"  # without internet
+            out: list[Action] = [Emit("device.renewal_failed", {"reason": reason})]
             if self.channel_expiry is None:
                 return [*out, SetTimer("renew", network_retry(now, self.rng))]
             return out + self._schedule_renewal(now)

@@ -215,3 +215,8 @@ class Fleet:
     def set_server_reachable(self, device: Device, reachable: bool) -> None:
         device.power.server_reachable = reachable
         self.apply(device, device.power_changed(self.clock.now()))
+
+    def set_internet(self, device: Device, up: bool) -> None:
+        """The network link stays up but reaches (or again reaches) the internet."""
+        device.power.internet = up
+        self.apply(device, device.power_changed(self.clock.now()))

@@ -9,11 +9,18 @@ Must not: schedule timers, talk to WNS, or read the clock (``now`` is passed in)
 Facts [PUSH]: "Battery Saver / Data Sense can drop the persistent WNS connection"; a push that
 arrives but cannot start a session "due to power or connectivity limitations" sets Push/Status
 7 [DMC]. Decisions (not sourced, kept simple and explicit):
-* the WNS connection is up when the network is up, Battery Saver is off and Data Sense has not
-  hit the allotment;
+* the WNS connection is up when the network is up and reaches the internet, Battery Saver is
+  off (or the device has one of its two exceptions [WNSOV]: ``any_app``, the "Allow push
+  notifications from any app while in battery saver" setting of Windows 10/11 desktop
+  editions, or ``always_allowed``, the app on the user's "Always allowed" list) and Data
+  Sense has not hit the allotment;
 * a session can run when the network reaches the server and the battery is above the critical
   level (default 5 %), so a push that arrives on a nearly flat battery, or over a network that
-  reaches WNS but not the server (``server_reachable=False``), gives Status 7;
+  reaches WNS but not the server (``server_reachable=False``), gives Status 7. With the
+  defaults (Battery Saver below 20 %, no exception) the connection is gone long before 5 %:
+  the low-battery Status 7 needs a Battery Saver exception, or a threshold under 5 %;
+* a network can be up without reaching the internet (``internet=False``, a captive or broken
+  uplink): 1607 checks for a network, not for internet [PUSH], so it attempts and fails;
 * Data Sense counts the bytes of sessions and pushes plus a steady background use, and resets
   at the start of each calendar month (UTC).
 """
@@ -100,13 +107,19 @@ class PowerConfig:
     network: tuple[tuple[int, int], ...] = ()  # daily offline windows
     data_allotment: int | None = None  # Data Sense bytes per month; None: unlimited
     background_per_day: int = 0  # bytes per day of other traffic counted by Data Sense
+    #: Battery Saver exceptions [WNSOV]: blocked (default), any_app, always_allowed
+    saver_exception: str = "blocked"
+
+
+SAVER_EXCEPTIONS = ("blocked", "any_app", "always_allowed")
 
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    network_up: bool
+    network_up: bool  # a network link: what 1607 checks before a renewal [PUSH]
+    internet: bool  # and it reaches the internet (WNS, the server)
     battery: float
-    saver: bool
+    saver: bool  # Battery Saver is on and holds back push (no exception applies)
     data_over: bool
     #: why no OMA-DM session can start now, or None when one can: "offline" (no network),
     #: "server-unreachable" (a network that reaches WNS but not the server), "low-battery"
@@ -119,13 +132,15 @@ class Conditions:
 
     @property
     def wns_connected(self) -> bool:
-        return self.network_up and not self.saver and not self.data_over
+        return self.network_up and self.internet and not self.saver and not self.data_over
 
     @property
     def reason(self) -> str:
         """Why the WNS connection is down (or "ok")."""
         if not self.network_up:
             return "offline"
+        if not self.internet:
+            return "no-internet"
         if self.saver:
             return "battery-saver"
         if self.data_over:
@@ -140,6 +155,7 @@ class PowerState:
         "cycle_start",
         "data_base",
         "data_base_at",
+        "internet",
         "offline_until",
         "saver_forced",
         "server_reachable",
@@ -153,6 +169,7 @@ class PowerState:
         self.offline_until: int | None = None  # a long offline spell
         self.switched_off = False  # network switched off until switched on
         self.server_reachable = True  # WNS reachable but the server not (captive network)
+        self.internet = True  # False: a network link that reaches nothing beyond it
         self.saver_forced = False  # Battery Saver switched on by hand, whatever the level
 
 
@@ -202,14 +219,18 @@ def conditions(cfg: PowerConfig, state: PowerState, now: int) -> Conditions:
     )
     battery = cfg.profile.level(of_day)
     data_over = cfg.data_allotment is not None and data_used(cfg, state, now) >= cfg.data_allotment
+    saver_on = state.saver_forced or battery < cfg.saver_threshold
     return Conditions(
         network_up=network_up,
+        internet=state.internet,
         battery=round(battery, 1),
-        saver=state.saver_forced or battery < cfg.saver_threshold,
+        saver=saver_on and cfg.saver_exception == "blocked",
         data_over=data_over,
         session_blocker=(
             "offline"
             if not network_up
+            else "no-internet"
+            if not state.internet
             else "server-unreachable"
             if not state.server_reachable
             else "low-battery"

@@ -119,8 +119,9 @@ async def run_session(
 ) -> SessionEnd:
     """One full session; every failure becomes a :class:`SessionEnd`, never an exception.
 
-    ``settle(tree)`` is called before the server reads Push/ChannelURI or Push/Status, so
-    a PFN it wrote earlier in the session takes effect first (section 0)."""
+    ``settle(tree)`` is called before the server reads Push/ChannelURI or Push/Status, and
+    at the latest at the end of each server message, so a PFN it wrote takes effect while the
+    session is open (section 0); a device whose ``pfn_hang`` struck then sends nothing more."""
     session = ClientSession(device.next_session_id(), device.device_id, device.group.server_url)
     ids: dict[str, Any] = {"session_id": session.session_id, "trigger": trigger}
     emit("session.start", msg_id=msg_id, **ids)
@@ -178,6 +179,11 @@ async def run_session(
         message = session.receive(parsed, tree.execute)
         for f in session.faults[seen:]:
             fault(f.rule, f.detail, reply.body)
+        if settle is not None:
+            settle(tree)  # a PFN this message wrote takes effect before the device answers
+        if device.session_hung:  # pfn_hang [PUSH]: the device sends nothing more
+            device.session_hung = False
+            return end(False, "hung")
         if message is not None:
             _note_channel_report(device, message, emit, ids)
     return end(True, "ended")

@@ -112,6 +112,11 @@ class Timeline:
                 fleet.set_server_reachable(device, False)
                 if "for" in p:
                     w.clock.call_at(now + int(p["for"]), fleet.set_server_reachable, device, True)
+        elif action == "no_internet":  # the link stays up: 1607 attempts and fails [PUSH]
+            for device in devices:
+                fleet.set_internet(device, False)
+                if "for" in p:
+                    w.clock.call_at(now + int(p["for"]), fleet.set_internet, device, True)
         elif action == "revoke_channel":
             for device in devices:
                 for channel in service.registry.channels_of(device.device_id):

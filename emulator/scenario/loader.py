@@ -275,11 +275,26 @@ class _Checker:
             )
             if "battery_saver_below" in raw:
                 power = replace(power, saver_threshold=float(raw["battery_saver_below"]))
+            profile = PROFILES[raw.get("os", "win10-22h2")]
+            exception = raw.get("battery_saver_exception", "blocked")
+            if exception == "any_app" and not profile.saver_any_app:
+                self.fail(
+                    ("fleet", i, "battery_saver_exception"),
+                    f"'any_app' is a setting of Windows 10/11 desktop editions [WNSOV], not "
+                    f"of {profile.name}; use always_allowed",
+                )
+            power = replace(power, saver_exception=exception)
             failure = raw.get("renewal_failure", {"mode": "none", "rate": 0.0})
+            if failure["mode"] == "pfn_hang" and not profile.may_hang_on_pfn:
+                self.fail(
+                    ("fleet", i, "renewal_failure", "mode"),
+                    f"pfn_hang is a failure of Windows 8, 8.1 and 10 1511 [PUSH], not of "
+                    f"{profile.name}",
+                )
             hardware = raw.get("hardware", {})
             group = DeviceGroup(
                 name=name,
-                profile=PROFILES[raw.get("os", "win10-22h2")],
+                profile=profile,
                 power=power,
                 manufacturer=hardware.get("manufacturer", "Contoso"),
                 model=hardware.get("model", "Surface Emulator 1"),
