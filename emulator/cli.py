@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmemu", description="Device-side emulator of Windows MDM push."
     )
+    parser.add_argument("--version", action="version", version=f"dmemu {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     wns = sub.add_parser(
@@ -248,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dmemu")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
+
+
 def _fail(message: str) -> NoReturn:
     print(f"dmemu: error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
@@ -308,8 +317,11 @@ async def _serve_wns(args: argparse.Namespace, config: WnsConfig) -> int:
             public_url=args.public_url,
         )
     except OSError as exc:
-        print(f"dmemu: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+        print(
+            f"dmemu: error: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     lines = [
         f"dmemu wns listening on {wns.url}",
         f"  clock:          {clock.mode}"

@@ -65,24 +65,22 @@ async def run_demo(out: TextIO, *, seed: int = 0) -> DemoReport:
         async with aiohttp.ClientSession() as session:
             sender = WnsSender.to_local_wns(session, clock, DEMO_APP, wns.url)
 
+            def record(title: str, ok: bool, detail: str, **fields: object) -> None:
+                report.steps.append({"t": iso(clock.now()), "step": title, **fields, "ok": ok})
+                mark = "ok " if ok else "FAIL"
+                out.write(f"  [{mark}] {iso(clock.now())}  {title:<48} {detail}\n")
+
             async def step(title: str, expect: str) -> None:
                 result = await sender.push(channel.uri)
-                ok = result.action == expect
-                report.steps.append(
-                    {
-                        "t": iso(clock.now()),
-                        "step": title,
-                        "status": result.status,
-                        "action": result.action,
-                        "msg_id": result.msg_id,
-                        "token_requests": result.token_requests,
-                        "ok": ok,
-                    }
-                )
-                mark = "ok " if ok else "FAIL"
-                out.write(
-                    f"  [{mark}] {iso(clock.now())}  {title:<48} HTTP {result.status} "
-                    f"{result.action:<9} token requests: {result.token_requests}\n"
+                record(
+                    title,
+                    result.action == expect,
+                    f"HTTP {result.status} {result.action:<9} token requests: "
+                    f"{result.token_requests}",
+                    status=result.status,
+                    action=result.action,
+                    msg_id=result.msg_id,
+                    token_requests=result.token_requests,
                 )
 
             await step("push (first token request)", "delivered")
@@ -95,8 +93,13 @@ async def run_demo(out: TextIO, *, seed: int = 0) -> DemoReport:
             service.set_connection(DEVICE, "disconnected", clock.now())
             await step("push while Battery Saver dropped WNS", "delivered")
             await clock.jump(30 * MINUTE)
-            service.set_connection(DEVICE, "connected", clock.now())
-            out.write(f"  [ok ] {iso(clock.now())}  device reconnected: cached push delivered\n")
+            delivered = service.set_connection(DEVICE, "connected", clock.now())
+            record(
+                "device reconnected: cached push delivered",
+                delivered == 1 and report.received[-1]["via"] == "cache",
+                f"{delivered} from the WNS cache",
+                from_cache=delivered,
+            )
             await clock.jump(31 * DAY)
             await step("push after the channel's 30 days (410)", "stop")
 

@@ -15,6 +15,7 @@ schedule after answering a hook (architecture principle 2).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -63,8 +64,9 @@ class RunOptions:
     rate: float | None = None  # real time at this factor instead of the virtual clock
     seed: int | None = None  # overrides the scenario's seed
     idle_ms: int = 50  # external server: real ms without a WNS request before time skips
-    progress: bool | None = None  # None: only on a terminal
+    progress: bool | None = None  # None: a bar on a terminal, else a line now and then
     progress_stream: TextIO | None = None
+    progress_every_s: float = 10.0  # off a terminal: wall seconds between progress lines
     provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
     wns_port: int = 0  # the fake WNS's port (an external server must be told where it is)
     device_auth: ServerAuth = field(default_factory=ServerAuth)  # devices' auth to the server
@@ -90,6 +92,7 @@ class RunResult:
     trap_requests: list[TrapRequest] = field(default_factory=list)
     hook_results: list[HookResult] = field(default_factory=list)
     channel_owner: dict[str, str] = field(default_factory=dict)  # WNS channel id -> device
+    complete: bool = True  # False: stopped early (Ctrl-C, SIGTERM); end_ms is where it stopped
 
 
 class World:
@@ -278,34 +281,58 @@ def _source_rank(event: dict[str, Any]) -> int:
 
 
 class Progress:
-    """The bar on a terminal: virtual day, devices, sessions, pushes; nothing otherwise."""
+    """How a long run shows it is alive: on a terminal a bar (virtual day, devices, sessions,
+    pushes); off one a line on the stream every ``every_s`` wall seconds; or nothing."""
 
-    def __init__(self, world: World, enabled: bool, stream: TextIO) -> None:
+    def __init__(self, world: World, mode: str | None, stream: TextIO, every_s: float) -> None:
         self.world = world
-        days = max(1, world.scenario.duration_ms // DAY)
+        self.mode = mode  # "bar" | "lines" | None
+        self.stream = stream
+        self.every_s = every_s
+        self.days = max(1, world.scenario.duration_ms // DAY)
         self.bar = tqdm(
-            total=days, unit="day", file=stream, disable=not enabled, dynamic_ncols=True
+            total=self.days,
+            unit="day",
+            file=stream,
+            disable=mode != "bar",
+            dynamic_ncols=True,
         )
         self.start = world.clock.now()
         self.shown = 0
+        self.last_line = wall_seconds()
+
+    def figures(self) -> dict[str, int]:
+        """The summary's own figures: devices, sessions started, pushes sent."""
+        w = self.world
+        return {
+            "devices": len(w.fleet.devices),
+            "sessions": w.fleet.events.counts.get("session.start", 0),
+            "pushes": w.wns.service.notifications_served,
+        }
 
     def tick(self) -> None:
         w = self.world
         day = (w.clock.now() - self.start) // DAY
-        if day > self.shown:
-            self.bar.update(day - self.shown)
-            self.shown = day
-        self.bar.set_postfix(
-            devices=len(w.fleet.devices),
-            sessions=w.fleet.sessions_run,
-            pushes=w.wns.service.requests_served,
-            refresh=False,
-        )
+        if self.mode == "bar":
+            if day > self.shown:
+                self.bar.update(day - self.shown)
+                self.shown = day
+            self.bar.set_postfix(ordered_dict=dict(self.figures()), refresh=False)
+        elif wall_seconds() - self.last_line >= self.every_s:
+            self.line(f"day {day}/{self.days}")
         if w.clock.now() < self.start + w.scenario.duration_ms:
             w.clock.call_later(HOUR, self.tick)
 
-    def close(self) -> None:
+    def line(self, where: str) -> None:
+        self.last_line = wall_seconds()
+        shown = ", ".join(f"{v} {k}" for k, v in self.figures().items())
+        print(f"dmemu: {where}: {shown}", file=self.stream, flush=True)
+
+    def close(self, complete: bool) -> None:
         self.bar.close()
+        if self.mode == "lines":
+            day = (self.world.clock.now() - self.start) / DAY
+            self.line(f"{'done' if complete else 'stopped'} at day {day:.1f}/{self.days}")
 
 
 async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -> RunResult:
@@ -319,25 +346,37 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
     )
     world = World(scenario, options, clock)
     stream = options.progress_stream or sys.stderr
-    enabled = stream.isatty() if options.progress is None else options.progress
+    if options.progress is None:
+        mode: str | None = "bar" if stream.isatty() else "lines"
+    else:
+        mode = "bar" if options.progress else None
     async with AsyncExitStack() as stack:
         await world.build(stack)
         world.populate()
-        registrations = await world.register_devices()
         timeline = Timeline(world)
-        timeline.schedule()
-        progress = Progress(world, enabled, stream)
-        if enabled:  # no timers of its own otherwise (each firing is a round of the world)
-            progress.tick()
+        progress = Progress(world, mode, stream, options.progress_every_s)
         end = scenario.start_ms + scenario.duration_ms
+        registrations: list[HookResult] = []
+        complete = True
         try:
+            registrations = await world.register_devices()
+            timeline.schedule()
+            if mode is not None:  # no timers of its own otherwise (each firing is a round)
+                progress.tick()
             with settled_heap():  # a big fleet is built once, then runs for many rounds
                 if isinstance(clock, VirtualClock):
                     await clock.run_async(end)
                 else:
                     await clock.sleep(end - clock.now())
+        except asyncio.CancelledError:
+            # Ctrl-C or SIGTERM: keep what the run has so far; the caller writes it
+            task = asyncio.current_task()
+            if task is None or task.uncancel() > 0:
+                raise  # cancelled from elsewhere too: not ours to swallow
+            complete = False
+            end = min(end, clock.now())
         finally:
-            progress.close()
+            progress.close(complete)
         channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
         events = ordered_events(world, channel_owner)
         hook_results = registrations + timeline.hook_results
@@ -357,4 +396,5 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             trap_requests=list(world.trap.requests) if world.trap else [],
             hook_results=hook_results,
             channel_owner=channel_owner,
+            complete=complete,
         )

@@ -15,6 +15,7 @@ from emulator.device.agent import Device, DeviceGroup
 from emulator.device.driver import HttpTransport
 from emulator.device.fleet import Fleet
 from emulator.device.recording import RecordingTransport
+from emulator.mdm.app import PUSH_NOT_SENT, PUSH_STATUS
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.syncml import Command
@@ -70,7 +71,7 @@ class RefWorld:
 
     async def push(self, device_id: str) -> dict[str, Any]:
         status, body = await self.admin("POST", f"/admin/devices/{device_id}/push")
-        assert status == 200, body
+        assert status == PUSH_STATUS.get(body["action"], PUSH_NOT_SENT), body  # says what happened
         return dict(body)
 
     def notifies(self, device_id: str | None = None) -> list[RequestRecord]:

@@ -93,6 +93,15 @@ def test_mdm_db_mistakes_are_bad_input(
     assert "Traceback" not in err
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dmemu {importlib.metadata.version('dmemu')}"
+
+
 def test_app_argument_keeps_equals_signs_in_secrets() -> None:
     app = parse_app_arg("ms-app://S-1-15-2-11-22-33=c2VjcmV0===A.B_0123456789abc")
     assert (app.sid, app.secret, app.pfn) == (
@@ -234,8 +243,8 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
         )
-        assert clash.returncode == 1
-        assert "cannot listen on 127.0.0.1:" in clash.stderr
+        assert clash.returncode == 2  # as `dmemu run` with a busy --wns-port: one exit code
+        assert "dmemu: error: cannot listen on 127.0.0.1:" in clash.stderr
         assert "Traceback" not in clash.stderr
     finally:
         _stop(proc)
@@ -250,10 +259,15 @@ def test_demo_passes_and_writes_its_report(tmp_path: Path) -> None:
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
     )
+    """Every [ok] line the demo prints is a step it checked and counts: 7 lines, 7/7 (it
+    printed an unchecked [ok] for the reconnect and then "6/6 steps")."""
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "demo PASS" in done.stdout
+    marks = [line for line in done.stdout.splitlines() if line.startswith("  [")]
+    assert len(marks) == 7
+    assert "demo PASS: 7/7 steps as expected" in done.stdout
     steps = json.loads(report.read_text())["steps"]
-    assert [s["status"] for s in steps] == [200, 200, 200, 200, 200, 410]
+    assert [s.get("status") for s in steps] == [200, 200, 200, 200, 200, None, 410]
+    assert steps[5]["from_cache"] == 1
 
 
 def test_flags_override_the_config_file_including_off(tmp_path: Path) -> None:

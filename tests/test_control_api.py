@@ -187,3 +187,23 @@ async def test_reset_keeps_where_channel_uris_point(wns: Any, service: WnsServic
     resp = await wns.post("/_emulator/wns/channels", json={"pfn": APP_A.pfn})
     uri = (await resp.json())["channel_uri"]
     assert uri.startswith("https://db5.notify.windows.com:8443/?token=")
+
+
+async def test_the_control_api_has_an_index(wns: Any) -> None:
+    """GET /_emulator/ lists the control routes (it was a plain-text 404); an unknown route
+    under the prefix is a JSON 404 that lists them too."""
+    for path in ("/_emulator/", "/_emulator"):
+        resp = await wns.get(path)
+        assert resp.status == 200
+        routes = {(r["method"], r["path"]) for r in (await resp.json())["routes"]}
+        assert ("GET", "/_emulator/clock") in routes
+        assert ("POST", "/_emulator/wns/faults") in routes
+        assert ("POST", "/_emulator/reset") in routes
+    missing = await wns.get("/_emulator/nothing")
+    assert missing.status == 404
+    body = await missing.json()
+    assert body["error"] == "no control route GET /_emulator/nothing"
+    assert "GET /_emulator/clock" in body["details"]
+    wrong_method = await wns.delete("/_emulator/clock")
+    assert wrong_method.status == 405
+    assert "GET" in wrong_method.headers["Allow"]

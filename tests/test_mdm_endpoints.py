@@ -213,3 +213,38 @@ async def test_admin_token_guards_the_admin_api(
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     ok = await client.get("/admin/devices", headers={"Authorization": "Bearer adm1n"})
     assert ok.status == 200
+
+
+async def test_admin_token_errors_say_what_is_wrong(
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    """A wrong admin token is not "Bearer token required": each mistake gets its own words
+    (and RFC 6750's invalid_token); the scheme is case-insensitive (RFC 7235)."""
+    client = await make_client(admin_token="adm1n")
+    cases = {
+        "": "an Authorization: Bearer <token> header is required",
+        "Basic YTpi": "the Authorization scheme is 'Basic', not Bearer",
+        "Bearer nope": "the Bearer token is not the one this server was started with",
+    }
+    for header, says in cases.items():
+        resp = await client.get("/admin/devices", headers={"Authorization": header})
+        assert resp.status == 401
+        assert (await resp.json())["error"] == f"admin API: {says}"
+    wrong = await client.get("/admin/devices", headers={"Authorization": "Bearer nope"})
+    assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
+    lower = await client.get("/admin/devices", headers={"Authorization": "bearer adm1n"})
+    assert lower.status == 200
+
+
+async def test_an_admin_push_that_was_not_sent_says_so(
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    """A push the server could not send is not a 200: a device without a ChannelURI gets
+    409, with the outcome kept in the body."""
+    client = await make_client()
+    assert (await client.post(OMADM_PATH, data=package1(), headers=XML)).status == 200
+    resp = await client.post("/admin/devices/dev-1/push")
+    assert resp.status == 409
+    body = await resp.json()
+    assert body["action"] == "no_channel"
+    assert body["http_status"] == 0

@@ -129,8 +129,14 @@ def test_run_writes_its_files_and_exits_0(
     assert summary["sessions"]["by_trigger"]["push"] == 3
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["t_ms"] for e in events] == sorted(e["t_ms"] for e in events)
-    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    root = ET.parse(out / "junit.xml").getroot()
+    cases = list(root.iter("testcase"))
     assert [c.get("name") for c in cases] == [summary["expectations"][0]["name"]]
+    suite = next(root.iter("testsuite"))  # its time is the run's, not time="0"
+    assert float(suite.get("time")) == summary["wall_seconds"] > 0
+    assert float(cases[0].get("time")) > 0
+    assert "(seed 3, 3 devices, 3 days" in text
+    assert "1 token request" in text  # not "1 token requests"
 
 
 def test_failed_expectation_exits_1_with_evidence(
@@ -449,3 +455,93 @@ def test_asked_pushes_that_never_arrive_fail(
     text = SMALL.replace("timeline:\n", "timeline:\n" + revoke)
     assert main(["run", str(write(tmp_path, text)), "--quiet"]) == 1
     assert "none arrived" in capsys.readouterr().out
+
+
+async def test_off_a_terminal_progress_comes_as_lines() -> None:
+    """A run whose output is not a terminal prints a progress line now and then (it printed
+    nothing for minutes), with the summary's own figures: sessions started, pushes sent."""
+    import io
+
+    stream = io.StringIO()
+    options = RunOptions(progress=None, progress_stream=stream, progress_every_s=0.0)
+    result = await run_scenario(load_scenario(write_small()), options)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("dmemu: day 0/3:")
+    assert lines[-1].startswith("dmemu: done at day 3.0/3:")
+    starts = sum(1 for e in result.events if e["event"] == "session.start")
+    assert lines[-1].endswith(f"3 devices, {starts} sessions, 3 pushes")
+
+
+def write_small() -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_writes_what_it_has(tmp_path: Path, sig: str) -> None:
+    """Ctrl-C (or SIGTERM, as a CI timeout sends) writes events.jsonl and summary.json marked
+    incomplete instead of nothing, and exits 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    quickstart = str(ROOT / "scenarios" / "quickstart.yaml")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulator.cli",
+            "run",
+            quickstart,
+            "--rate",
+            "3600",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("running quickstart")
+        time.sleep(1.0)  # well into the run (a stop before it: the test after this one)
+        proc.send_signal(getattr(signal, sig))
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert "INCOMPLETE (stopped at" in stdout
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    assert summary["passed"] is False
+    assert (out / "events.jsonl").read_text().count("device.enrolled") > 0
+
+
+async def test_a_stop_before_the_run_starts_is_exit_130(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Stopped while the world is still being built: nothing to keep, said in one line,
+    exit 130, no traceback."""
+    import asyncio
+
+    from emulator.cli import build_parser
+    from emulator.scenario import commands
+
+    args = build_parser().parse_args(["run", str(write_small()), "--quiet"])
+    task = asyncio.create_task(commands.run(args))
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await task == 130
+    assert "interrupted before the run started" in capsys.readouterr().err

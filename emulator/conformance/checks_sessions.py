@@ -14,6 +14,7 @@ from emulator.device.csp import POLL_DEFAULTS
 from emulator.device.poll import NAMES as POLL_SETS
 from emulator.device.recording import Exchange
 from emulator.device.session import SESSION_BREAKING
+from emulator.reports.text import plural
 from emulator.syncml import Add, Command, Get, Message, Replace, Status
 from emulator.syncml.session import walk
 
@@ -112,7 +113,7 @@ def pfn_418(ev: Evidence) -> Verdict:
         return skipped("no Add of PFN was answered 418")
     if bad:
         return broken("the server did not switch to Replace after 418", bad)
-    return passed(f"{refused} devices answered 418, then given Replace")
+    return passed(f"{plural(refused, 'device')} answered 418, then given Replace")
 
 
 @check(
@@ -164,7 +165,7 @@ def latest_channel(ev: Evidence) -> Verdict:
             bad.append(request_item(ev, r, "C4: pushed to a superseded ChannelURI"))
     if bad:
         return broken(f"{len(bad)} pushes to superseded ChannelURIs", bad)
-    return passed(f"{len(renewed)} devices renewed; pushes went to their newest channel")
+    return passed(f"{plural(len(renewed), 'device')} renewed; pushes went to their newest channel")
 
 
 def _stops_after(ev: Evidence, status: int, rule: str) -> Verdict | None:
@@ -221,7 +222,7 @@ def pfn_reset_after_410(ev: Evidence) -> Verdict:
         return skipped("no device had a session after its 410")
     if bad:
         return broken("the PFN was not set again after a 410", bad)
-    return passed(f"{judged} devices given the PFN again after their 410")
+    return passed(f"{plural(judged, 'device')} given the PFN again after their 410")
 
 
 @check(
@@ -366,7 +367,7 @@ def keeps_polling(ev: Evidence) -> Verdict:
         return passed("the server kept the device's default poll schedule")
     if bad:
         return broken(f"polling disabled on {len(bad)} devices", bad)
-    return passed(f"{configured} devices given a poll schedule that keeps polling")
+    return passed(f"{plural(configured, 'device')} given a poll schedule that keeps polling")
 
 
 @check(

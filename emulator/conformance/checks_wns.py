@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 from emulator.clock import HOUR, MINUTE, SECOND, iso
 from emulator.conformance.evidence import Evidence, request_item
 from emulator.conformance.registry import Verdict, broken, check, passed, skipped
+from emulator.reports.text import plural
 from emulator.retry_after import retry_after_ms
 from emulator.wns.models import RAW_LIMIT_BYTES, RequestRecord
 
@@ -83,7 +84,9 @@ def token_reuse(ev: Evidence) -> Verdict:
             f"{len(bad)} while the previous token was still valid",
             bad,
         )
-    return passed(f"{len(ev.tokens)} token requests served {len(ev.notifies)} pushes")
+    return passed(
+        f"{plural(len(ev.tokens), 'token request')} served {plural(len(ev.notifies), 'push')}"
+    )
 
 
 @check(
@@ -112,7 +115,7 @@ def token_refresh_once(ev: Evidence) -> Verdict:
     if bad:
         return broken("the server resent after 401 without a new token, or looped", bad)
     refused = sum(1 for r in ev.notifies if r.status == 401)
-    return passed(f"{refused} pushes answered 401, each followed by one refresh at most")
+    return passed(f"{plural(refused, 'push')} answered 401, each followed by one refresh at most")
 
 
 # -- B. The raw push request ------------------------------------------------------------------

@@ -22,6 +22,7 @@ class Verdict:
     status: str  # passed | failed | warning | skipped (a judge says broken; see Check.run)
     reason: str  # one line a vendor reads first
     evidence: list[dict[str, Any]] = field(default_factory=list)  # the offending requests
+    seconds: float = 0.0  # wall time judging it took (JUnit's case time)
 
 
 Judge = Callable[["Evidence"], Verdict]

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from emulator.clock import wall_seconds
 from emulator.conformance.evidence import Evidence
 from emulator.conformance.registry import Check, Verdict, ordered
 from emulator.reports.write import Case, junit_xml
@@ -96,7 +97,11 @@ async def run_conformance(
         missing = {
             h for h in ("push", "queue_command") if hooks is None or getattr(hooks, h) is None
         }
-    rows = [(c, _judge(c, evidence, missing)) for c in checks]
+    rows = []
+    for c in checks:
+        started = wall_seconds()
+        verdict = _judge(c, evidence, missing)
+        rows.append((c, replace(verdict, seconds=wall_seconds() - started)))
     return Report(result.server, rows, strict, result, result.notes)
 
 
@@ -149,10 +154,9 @@ def junit(report: Report) -> str:
             details = "\n".join(json.dumps(e, sort_keys=True) for e in v.evidence)
         else:
             details = f"warning (SHOULD): {v.reason}" if v.status == "warning" else ""
-        cases.append(
-            Case(f"{c.name}: {c.title}", f"conformance.{c.level}", outcome, v.reason, details)
-        )
-    return junit_xml("dmemu-conformance", cases)
+        name = f"{c.name}: {c.title}"
+        cases.append(Case(name, f"conformance.{c.level}", outcome, v.reason, details, v.seconds))
+    return junit_xml("dmemu-conformance", cases, report.result.wall_s)
 
 
 def write_report(out: Path, report: Report) -> list[Path]:

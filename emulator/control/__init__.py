@@ -10,6 +10,7 @@ from aiohttp import web
 
 from emulator.clock import Clock
 from emulator.control import clock_routes, wns_routes
+from emulator.control.common import api_error, guard, json_response
 from emulator.control.keys import CLOCK, WNS
 from emulator.wns.service import WnsService
 
@@ -25,3 +26,38 @@ def add_control_routes(
     if wns is not None:
         app[WNS] = wns
         wns_routes.add_routes(app, PREFIX)
+    app.router.add_get(PREFIX, guard(index))
+    app.router.add_get(f"{PREFIX}/", guard(index))
+    app.router.add_route("*", PREFIX + "/{tail:.*}", guard(unknown))
+
+
+def _routes(app: web.Application) -> list[dict[str, str]]:
+    out = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith(PREFIX + "/") and "{tail" not in path and route.method != "HEAD":
+            out.append({"method": route.method, "path": path})
+    return out
+
+
+async def index(request: web.Request) -> web.Response:
+    """``GET /_emulator/``: every route of the control API."""
+    return json_response({"routes": _routes(request.app)})
+
+
+async def unknown(request: web.Request) -> web.Response:
+    """A path under the prefix no route takes: 405 with Allow when the path exists for
+    other methods, else a 404 listing the routes (JSON, as every control API error)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if "{tail" in resource.canonical:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+    raise api_error(
+        404,
+        f"no control route {request.method} {request.path}",
+        [f"{r['method']} {r['path']}" for r in _routes(request.app)],
+    )

@@ -33,7 +33,7 @@ from emulator.control.common import (
     read_body,
 )
 from emulator.control.keys import CLOCK
-from emulator.mdm.config import bearer_ok
+from emulator.mdm.config import WRONG_TOKEN, bearer_problem
 from emulator.mdm.omadm import MAX_DEVICE_ID, Refused
 from emulator.serving import Handler
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
@@ -73,11 +73,13 @@ def _admin(handler: Handler) -> Handler:
 
     async def checked(request: web.Request) -> web.StreamResponse:
         token = request.app[MDM].config.admin_token
-        if not bearer_ok(request.headers.get("Authorization", ""), token):
+        problem = bearer_problem(request.headers.get("Authorization", ""), token)
+        if problem is not None:
+            error = ', error="invalid_token"' if problem == WRONG_TOKEN else ""
             raise api_error(
                 401,
-                "admin API: Bearer token required",
-                headers={"WWW-Authenticate": 'Bearer realm="dmemu-admin"'},
+                f"admin API: {problem}",
+                headers={"WWW-Authenticate": f'Bearer realm="dmemu-admin"{error}'},
             )
         return await handler(request)
 
@@ -191,11 +193,24 @@ async def register_device(request: web.Request) -> web.Response:
     return json_response({"device_id": device_id, "allowed": True}, status=201 if added else 200)
 
 
+#: the admin push's HTTP status by the push's action; the body always holds the outcome
+PUSH_STATUS = {
+    "delivered": 200,  # WNS accepted it (received or cached)
+    "dropped": 200,  # WNS accepted it and dropped it (device offline, no cache policy)
+    "retry": 202,  # WNS asked to wait: sent again after Retry-After / back-off
+    "deferred": 202,  # waiting for an earlier Retry-After: goes out then
+    "coalesced": 202,  # a push to the device is in flight: that one will do
+    "no_channel": 409,  # the device has no usable ChannelURI (none yet, or 404/410)
+    "rate_limited": 429,  # the per-device hourly limit (--push-rate)
+}
+PUSH_NOT_SENT = 502  # WNS refused it (stop, fix), was unreachable, or it was given up
+
+
 async def push_device(request: web.Request) -> web.Response:
     server = request.app[MDM]
     device_id = _device_id(request)
     row = await server.pusher.push(device_id, "admin")
-    return json_response(_times(row.public()))
+    return json_response(_times(row.public()), status=PUSH_STATUS.get(row.action, PUSH_NOT_SENT))
 
 
 async def queue_command(request: web.Request) -> web.Response:

@@ -60,9 +60,23 @@ class MdmConfig:
         return f"{self.dmclient}/Poll"
 
 
-def bearer_ok(authorization: str, token: str | None) -> bool:
-    """No token is required, or ``Authorization`` is ``Bearer <token>`` (constant-time)."""
-    return token is None or hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
+WRONG_TOKEN = "the Bearer token is not the one this server was started with"  # noqa: S105
+
+
+def bearer_problem(authorization: str, token: str | None) -> str | None:
+    """Why ``Authorization`` does not carry ``Bearer <token>`` (the scheme in any letter
+    case, RFC 7235; the token compared in constant time), or None when it does or no token
+    is required."""
+    if token is None:
+        return None
+    if not authorization.strip():
+        return "an Authorization: Bearer <token> header is required"
+    scheme, _, credential = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return f"the Authorization scheme is {scheme!r}, not Bearer"
+    if not hmac.compare_digest(credential.strip().encode(), token.encode()):
+        return WRONG_TOKEN
+    return None
 
 
 def renewal_may_fail(swv: str | None) -> bool:

@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.mdm.config import MdmConfig, bearer_ok, renewal_may_fail
+from emulator.mdm.config import MdmConfig, bearer_problem, renewal_may_fail
 from emulator.mdm.store import DeviceRow, MdmStore
 from emulator.syncml import (
     Add,
@@ -155,8 +155,8 @@ class OmaDmEndpoint:
     def _admit(self, device_id: str, authorization: str) -> None:
         if not device_id or len(device_id) > MAX_DEVICE_ID:
             raise Refused(400, "the SyncHdr Source LocURI (the device id) is empty or too long")
-        if not bearer_ok(authorization, self.config.device_token):
-            raise Refused(401, "device authentication failed (Bearer token required)")
+        if (problem := bearer_problem(authorization, self.config.device_token)) is not None:
+            raise Refused(401, f"device authentication failed: {problem}")
         if self.allowed is not None and device_id not in self.allowed:
             raise Refused(403, f"device {device_id!r} is not on this server's device list")
 

@@ -89,8 +89,11 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
         running = await start_mdm(server, host=args.host, port=args.port)
     except OSError as exc:
         await server.close()
-        print(f"dmemu: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+        print(
+            f"dmemu: error: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2  # as every command: a setting the user can change (cli.EXIT_USAGE)
     lines = [
         f"dmemu mdm listening on {running.url}",
         f"  clock:       real x{clock.rate:g}, now {iso(clock.now())}",

@@ -102,10 +102,13 @@ def build_summary(result: RunResult, verdicts: list[Verdict]) -> dict[str, Any]:
                 "detail": v.detail,
                 "evidence": v.evidence,
                 "line": v.line,
+                "seconds": round(v.seconds, 6),
             }
             for v in verdicts
         ],
-        "passed": all(v.passed for v in verdicts),
+        # a run stopped early (Ctrl-C, SIGTERM) holds what it had, but never passes
+        "complete": result.complete,
+        "passed": result.complete and all(v.passed for v in verdicts),
         "notes": result.notes,
         "events": len(events),
         "wall_seconds": round(result.wall_s, 3),

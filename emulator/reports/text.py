@@ -23,6 +23,13 @@ def human_ms(ms: int | None) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 push``, ``2 pushes``, ``1 device``, ``22 devices``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{n} {noun}s"
+
+
 def _pairs(mapping: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in mapping.items()) or "none"
 
@@ -37,27 +44,32 @@ def render(summary: dict[str, Any]) -> str:
     )
     latency = (
         f"p50 {human_ms(la['p50'])}, p99 {human_ms(la['p99'])}, max {human_ms(la['max'])} "
-        f"over {la['count']} pushes (emulated time; a cached push waits for its device)"
+        f"over {plural(la['count'], 'push')} (emulated time; a cached push waits for its "
+        "device)"
         if la["count"]
         else "no push started a session"
     )
     rows = [
         (
             "scenario",
-            f"{sc['name']} (seed {sc['seed']}, {sc['devices']} devices, "
+            f"{sc['name']} (seed {sc['seed']}, {plural(sc['devices'], 'device')}, "
             f"{sc['days']:g} days, server: {summary['server']})",
         ),
         (
             "pushes",
             f"{pu['sent']} sent: {_pairs(pu['by_wns_outcome'])}; "
-            f"{pu['token_requests']} token requests",
+            f"{plural(pu['token_requests'], 'token request')}",
         ),
         ("sessions", f"{se['started']} started: {_pairs(se['by_trigger'])}"),
-        ("session ends", f"{_pairs(se['by_outcome'])}; {se['server_faults']} server faults"),
+        (
+            "session ends",
+            f"{_pairs(se['by_outcome'])}; {plural(se['server_faults'], 'server fault')}",
+        ),
         (
             "channels",
-            f"{ch['registrations']} registrations, {ch['renewals']} renewals, "
-            f"{ch['expiries']} expiries, {pu['gone_410']} pushes answered 410",
+            f"{plural(ch['registrations'], 'registration')}, "
+            f"{plural(ch['renewals'], 'renewal')}, {plural(ch['expiries'], 'expiry')}, "
+            f"{plural(pu['gone_410'], 'push')} answered 410",
         ),
         ("push -> session", latency),
     ]
@@ -76,8 +88,10 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"note: {note}")
     ok = summary["passed"]
     lines.append("")
+    verdict = "PASSED" if ok else "FAILED"
+    if not summary.get("complete", True):
+        verdict = f"INCOMPLETE (stopped at {summary['scenario']['end']})"
     lines.append(
-        ("PASSED" if ok else "FAILED") + f" in {summary['wall_seconds']:.1f} s wall, "
-        f"{summary['events']} events"
+        f"{verdict} in {summary['wall_seconds']:.1f} s wall, {plural(summary['events'], 'event')}"
     )
     return "\n".join(lines)

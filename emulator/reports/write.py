@@ -33,12 +33,15 @@ class Case:
     outcome: str = "passed"  # passed | failed | skipped
     message: str = ""  # the failure's or skip's one line
     details: str = ""  # a failure's evidence, or a passed case's system-out
+    seconds: float = 0.0  # wall time judging it took
 
 
-def junit_xml(suite_name: str, cases: list[Case]) -> str:
+def junit_xml(suite_name: str, cases: list[Case], seconds: float) -> str:
+    """The suite's ``time`` is the run's wall time (what CI waited for); each case's is the
+    wall time its judging took."""
     suite = TestSuite(suite_name)
     for c in cases:
-        case = TestCase(c.name, classname=c.classname)
+        case = TestCase(c.name, classname=c.classname, time=round(c.seconds, 6))
         if c.outcome == "failed":
             failure = Failure(c.message)
             failure.text = c.details
@@ -48,6 +51,8 @@ def junit_xml(suite_name: str, cases: list[Case]) -> str:
         elif c.details:
             case.system_out = c.details
         suite.add_testcase(case)
+    suite.update_statistics()  # type: ignore[no-untyped-call]
+    suite.time = round(seconds, 3)
     xml = JUnitXml()
     xml.add_testsuite(suite)
     raw: bytes = xml.tostring()  # type: ignore[no-untyped-call]
@@ -65,9 +70,11 @@ def junit(summary: dict[str, Any], suite_name: str) -> str:
                 "passed" if v["passed"] else "failed",
                 v["detail"],
                 "" if v["passed"] else "\n".join(v["evidence"]),
+                v.get("seconds", 0.0),
             )
             for v in summary["expectations"]
         ],
+        summary["wall_seconds"],
     )
 
 

@@ -9,7 +9,11 @@ Must not: parse arguments (``cli.py``) or build the world (``runner.py``).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,14 +21,15 @@ from emulator.clock import DAY
 from emulator.device.driver import parse_auth
 from emulator.hooks import load_hooks
 from emulator.reports.summary import build_summary
-from emulator.reports.text import render
+from emulator.reports.text import plural, render
 from emulator.reports.write import write_run
 from emulator.runner import RunOptions, ServerUnreachable, run_scenario
-from emulator.scenario.expect import judge
+from emulator.scenario.expect import judge_all
 from emulator.scenario.loader import load_scenario
 from emulator.yamlconf import ConfigError, print_problems
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: the shell's 128 + SIGINT
 
 
 class UsageError(Exception):
@@ -81,9 +86,10 @@ def validate(paths: list[Path], out: TextIO | None = None, err: TextIO | None = 
             code = EXIT_USAGE
             continue
         print(
-            f"{path}: ok ({scenario.name}: {scenario.device_count} devices in "
-            f"{len(scenario.groups)} groups, {len(scenario.timeline)} timeline events, "
-            f"{len(scenario.expectations)} expectations)",
+            f"{path}: ok ({scenario.name}: {plural(scenario.device_count, 'device')} in "
+            f"{plural(len(scenario.groups), 'group')}, "
+            f"{plural(len(scenario.timeline), 'timeline event')}, "
+            f"{plural(len(scenario.expectations), 'expectation')})",
             file=out,
         )
     return code
@@ -93,6 +99,18 @@ async def run(
     args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    with stop_on_sigterm():
+        try:
+            return await _run(args, out, err)
+        except asyncio.CancelledError:  # stopped before the run had anything to keep
+            task = asyncio.current_task()
+            if task is None or task.uncancel() > 0:
+                raise
+            print("dmemu: interrupted before the run started; nothing was written", file=err)
+            return EXIT_INTERRUPTED
+
+
+async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         scenario = load_scenario(args.scenario)
         options = run_options(args, err, rate=args.rate, seed=args.seed)
@@ -104,7 +122,7 @@ async def run(
         return EXIT_USAGE
     server = args.server or "the built-in reference server"
     print(
-        f"running {scenario.name}: {scenario.device_count} devices, "
+        f"running {scenario.name}: {plural(scenario.device_count, 'device')}, "
         f"{scenario.duration_ms / DAY:g} virtual days, against {server}",
         file=out,
         flush=True,
@@ -114,12 +132,33 @@ async def run(
     except WorldError as exc:
         print(world_error(exc), file=err)
         return EXIT_USAGE
-    verdicts = [
-        judge(e, result.events, result.group_of, result.end_ms) for e in scenario.expectations
-    ]
+    verdicts = judge_all(scenario.expectations, result.events, result.group_of, result.end_ms)
     summary = build_summary(result, verdicts)
     print(render(summary), file=out)
     if args.out is not None:
         paths = write_run(args.out, result.events, summary)
         print("wrote " + ", ".join(str(p) for p in paths), file=out)
+    if not result.complete:  # Ctrl-C or SIGTERM: what it had is written, marked incomplete
+        print("dmemu: interrupted; the results so far are marked incomplete", file=err)
+        return EXIT_INTERRUPTED
     return EXIT_OK if summary["passed"] else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``) stops the run as Ctrl-C does: by cancelling it, so
+    it ends with what it has (asyncio.run already turns Ctrl-C into that cancellation)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is None:
+        yield
+        return
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emulator.clock import HOUR, iso
+from emulator.clock import HOUR, iso, wall_seconds
+from emulator.reports.text import plural
 from emulator.scenario.model import Expectation
 
 MAX_EVIDENCE = 10
@@ -38,6 +40,22 @@ class Verdict:
     detail: str  # one line: what was measured
     evidence: list[str] = field(default_factory=list)  # the offending events, first ones
     line: int = 0  # the expectation's line in the scenario file
+    seconds: float = 0.0  # wall time judging it took (JUnit's case time)
+
+
+def judge_all(
+    expectations: Iterable[Expectation],
+    events: list[dict[str, Any]],
+    group_of: dict[str, str],
+    end_ms: int,
+) -> list[Verdict]:
+    """Every expectation's verdict, each with the wall time its judging took."""
+    out = []
+    for expectation in expectations:
+        started = wall_seconds()
+        verdict = judge(expectation, events, group_of, end_ms)
+        out.append(replace(verdict, seconds=wall_seconds() - started))
+    return out
 
 
 def judge(
@@ -99,8 +117,10 @@ def _push_starts_session(e: Expectation, events: list[dict[str, Any]]) -> Verdic
     arrived = any(ev["event"] == "device.push_received" for ev in events)
     if not arrived and asked:  # nothing to judge is not a pass when pushes were asked for
         bad = [f"{_at(ev)}: push asked of the server (HTTP {ev.get('status')})" for ev in asked]
-        return _verdict(e, bad, f"the server was asked for {len(asked)} pushes; none arrived")
-    return _verdict(e, bad, f"{total - len(bad)} of {total} pushes started a session")
+        return _verdict(
+            e, bad, f"the server was asked for {plural(len(asked), 'push')}; none arrived"
+        )
+    return _verdict(e, bad, f"{total - len(bad)} of {plural(total, 'push')} started a session")
 
 
 def _no_push_after_gone(e: Expectation, events: list[dict[str, Any]]) -> Verdict:
@@ -120,7 +140,7 @@ def _no_push_after_gone(e: Expectation, events: list[dict[str, Any]]) -> Verdict
             )
         elif ev["status"] in (404, 410):
             gone[target] = ev
-    return _verdict(e, bad, f"{len(gone)} channels gone, {sent} pushes seen")
+    return _verdict(e, bad, f"{plural(len(gone), 'channel')} gone, {plural(sent, 'push')} seen")
 
 
 def _newest_channel_reported(e: Expectation, events: list[dict[str, Any]], end_ms: int) -> Verdict:

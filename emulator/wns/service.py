@@ -141,6 +141,7 @@ class WnsService:
         self._ids = random.Random(f"{seed}:ids")
         self._cv_base = base64.b64encode(self._ids.randbytes(12)).decode("ascii")
         self._seq = 0
+        self.tokens_served = 0  # token requests among the _seq served
 
     def reset(self) -> None:
         """Forget tokens, channels, faults and records; keep apps, subscribers and where
@@ -347,6 +348,11 @@ class WnsService:
         """Requests served since start (tokens and notifications), even past the record limit."""
         return self._seq
 
+    @property
+    def notifications_served(self) -> int:
+        """Pushes served since start (what a run's summary counts as sent)."""
+        return self._seq - self.tokens_served
+
     # -- records --------------------------------------------------------------------------
     def record(
         self,
@@ -363,6 +369,8 @@ class WnsService:
         must not mutate ``response_headers`` afterwards); redacted when shown. A notification's
         headers are the pairs :func:`~emulator.wns.notify.kept` shares between requests."""
         self._seq += 1
+        if kind == "token":
+            self.tokens_served += 1
         channel = ex.channel
         record: RequestRecord = new_record(
             (
