@@ -17,6 +17,9 @@ from emulator.logs import redact
 from emulator.serving import listen
 
 MAX_BODY = 64 * 1024
+#: where the trap listens: another loopback address than WNS's where the system has one
+#: (Linux routes all of 127.0.0.0/8 to lo), else WNS's own with another port
+TRAP_HOSTS = ("127.0.0.2", "127.0.0.1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +47,21 @@ class Trap:
             )
             return web.Response(text="trap: this host is not WNS")
 
-    async def start(self, host: str = "127.0.0.1") -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._record)
-        served = await listen(app, host)
-        self._runner, self.url = served.runner, served.url
+    async def start(self, hosts: tuple[str, ...] = TRAP_HOSTS) -> str:
+        """Listen on the first of ``hosts`` that can be bound: by default 127.0.0.2, an
+        address other than the fake WNS's (127.0.0.1), so a server that trusts the WNS host
+        by name (the production rule is a domain check [WNSOV]) is not caught for it."""
+        for i, host in enumerate(hosts):
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._record)
+            try:
+                served = await listen(app, host)
+            except OSError:
+                if i + 1 == len(hosts):
+                    raise
+                continue
+            self._runner, self.url = served.runner, served.url
+            break
         return self.url
 
     async def stop(self) -> None:

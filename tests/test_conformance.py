@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import defusedxml.ElementTree as ET
 import pytest
@@ -171,3 +172,21 @@ async def test_e4_fails_sessions_closed_by_an_empty_body() -> None:
     assert verdicts["E4"].status == "failed"
     assert verdicts["E4"].evidence[0]["rule"].startswith("E4: not closed")
     assert verdicts["E4"].evidence[0]["event"] == "session.server_fault"
+
+
+class TrustsWnsHostByName(WnsSender):
+    """Trusts the fake WNS's address by host name, whatever the port (as a production server
+    trusts *.notify.windows.com by name)."""
+
+    def trusted(self, channel_uri: str) -> bool:
+        return super().trusted(channel_uri) or urlsplit(channel_uri).hostname == "127.0.0.1"
+
+
+async def test_b5_trap_is_not_on_the_wns_address() -> None:
+    """The trap host listens on 127.0.0.2, not on the fake WNS's 127.0.0.1 with another port,
+    so a server that trusts the WNS host by name is not failed for it (B5 [WNSOV])."""
+    options = RunOptions(progress=False, server_factory=with_sender(TrustsWnsHostByName))
+    report = await run_conformance(options, select("B5"))
+    verdict = report.rows[0][1]
+    assert verdict.status == "passed", verdict
+    assert not report.result.trap_requests
