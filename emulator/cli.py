@@ -72,6 +72,22 @@ def _add_clock_args(parser: argparse.ArgumentParser, *, virtual: bool = True) ->
     parser.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
 
 
+def _add_tls_args(parser: argparse.ArgumentParser, what: str = "serve HTTPS") -> None:
+    parser.add_argument("--tls", action="store_true", help=f"{what} with a local CA")
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path(".dmemu/tls"),
+        help="where the CA is kept (created once, reused)",
+    )
+    parser.add_argument(
+        "--tls-host",
+        action="append",
+        default=[],
+        help="extra host name for the certificate (repeatable)",
+    )
+
+
 def _add_world_args(parser: argparse.ArgumentParser) -> None:
     """What ``run`` and ``conformance`` share: the server under test and how devices reach it,
     the fake WNS's port, the time-skip idle window, progress and logs (see
@@ -141,19 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wns.add_argument("--seed", type=int, help="seed for tokens, ChannelURIs and Msg-IDs")
     _add_clock_args(wns)
-    wns.add_argument("--tls", action="store_true", help="serve HTTPS with a local CA")
-    wns.add_argument(
-        "--tls-dir",
-        type=Path,
-        default=Path(".dmemu/tls"),
-        help="where the CA is kept (created once, reused)",
-    )
-    wns.add_argument(
-        "--tls-host",
-        action="append",
-        default=[],
-        help="extra host name for the certificate (repeatable)",
-    )
+    _add_tls_args(wns)
     wns.add_argument(
         "--ready-file", type=Path, help="write {url, port, ca_file} as JSON here once listening"
     )
@@ -196,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-rate", type=int, default=12, help="pushes per device per hour (default 12)"
     )
     _add_clock_args(mdm, virtual=False)  # its retries run on timers: it needs time to pass
+    _add_tls_args(mdm)
     mdm.add_argument(
-        "--ready-file", type=Path, help="write {url, omadm_url, port} as JSON once listening"
+        "--ready-file",
+        type=Path,
+        help="write {url, omadm_url, port, ca_file} as JSON once listening",
     )
     mdm.add_argument("--log-level", default="info", help="debug, info, warning or error")
 

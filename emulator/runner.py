@@ -131,7 +131,9 @@ class World:
         public = None if external else f"http://{WNS_NAME}"
         self.wns = await start_wns(wns_config, self.clock, port=o.wns_port, public_url=public)
         stack.push_async_callback(self.wns.stop)
-        http = await stack.enter_async_context(aiohttp.ClientSession())
+        http_transport = HttpTransport(o.device_auth, timeout_s=30)
+        stack.push_async_callback(http_transport.close)
+        http = http_transport.client()  # probe and hooks: the devices' TLS settings too
         if external:
             assert o.server_url is not None
             await _reachable(http, o.server_url)
@@ -164,8 +166,6 @@ class World:
             self.trap = Trap(self.clock)
             await self.trap.start()
             stack.push_async_callback(self.trap.stop)
-        http_transport = HttpTransport(o.device_auth, timeout_s=30)
-        stack.push_async_callback(http_transport.close)
         transport: Transport = http_transport
         if o.record_exchanges:
             self.recorder = RecordingTransport(self.clock, http_transport)

@@ -364,9 +364,11 @@ def test_run_against_an_external_server_through_hooks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`dmemu run --server URL --hooks FILE` drives a server in another process over real
-    HTTP: devices authenticate as told (--device-auth), its hooks register them (this server
-    only admits listed ones) and push them, time skips only after an idle window, and the
-    expectations are judged the same way (issue 5)."""
+    HTTPS with a private CA (--server-ca: the reach probe, the sessions and the hook calls
+    all trust it; the probe used to ignore it): devices authenticate as told
+    (--device-auth), its hooks register them (this server only admits listed ones) and push
+    them, time skips only after an idle window, and the expectations are judged the same
+    way (issue 5)."""
     import socket
 
     from emulator.hooks import REFERENCE_HOOKS
@@ -379,10 +381,12 @@ def test_run_against_an_external_server_through_hooks(
     listed.write_text("# none yet: the register_device hook adds them\n")
     wns_url = f"http://127.0.0.1:{wns_port}"
     gates = ["--devices", str(listed), "--device-token", "s3cret"]
-    proc, ready = _start(tmp_path, "--wns-url", wns_url, *gates, command="mdm")
+    tls = ["--tls", "--tls-dir", str(tmp_path / "tls")]
+    proc, ready = _start(tmp_path, "--wns-url", wns_url, *gates, *tls, command="mdm")
     try:
+        assert str(ready["omadm_url"]).startswith("https://")
         argv = ["run", str(write(tmp_path, SMALL)), "--server", str(ready["omadm_url"])]
-        argv += ["--device-auth", "bearer:s3cret"]
+        argv += ["--device-auth", "bearer:s3cret", "--server-ca", str(ready["ca_file"])]
         argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port)]
         code = main([*argv, "--idle-ms", "20", "--quiet", "--out", str(tmp_path / "out")])
     finally:

@@ -52,6 +52,17 @@ def parse_auth(text: str, ca_file: str | None = None) -> ServerAuth:
     )
 
 
+def server_ssl(auth: ServerAuth) -> ssl.SSLContext | bool:
+    """TLS toward the server: the system's trust, or ``--server-ca``; with ``cert:`` the
+    device's client certificate [MSMDM 3.1]."""
+    if auth.ca_file is None and auth.kind != "cert":
+        return True
+    context = ssl.create_default_context(cafile=auth.ca_file)
+    if auth.kind == "cert" and auth.cert_file:
+        context.load_cert_chain(auth.cert_file, auth.key_file)
+    return context
+
+
 class HttpTransport:
     def __init__(
         self,
@@ -70,23 +81,18 @@ class HttpTransport:
         elif auth.kind == "bearer":
             self._headers["Authorization"] = f"Bearer {auth.token}"
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if self.auth.ca_file is None and self.auth.kind != "cert":
-            return True
-        context = ssl.create_default_context(cafile=self.auth.ca_file)
-        if self.auth.kind == "cert" and self.auth.cert_file:
-            context.load_cert_chain(self.auth.cert_file, self.auth.key_file)
-        return context
-
-    def _client(self) -> aiohttp.ClientSession:
+    def client(self) -> aiohttp.ClientSession:
+        """The one HTTP client for the server under test: device sessions, and the reach
+        probe and hook calls of a run, so all trust the same CA and present the same client
+        certificate."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.connections, ssl=self._ssl())
+            connector = aiohttp.TCPConnector(limit=self.connections, ssl=server_ssl(self.auth))
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
         try:
-            async with self._client().post(
+            async with self.client().post(
                 url, data=body, headers={**headers, **self._headers}
             ) as resp:
                 return Reply(resp.status, dict(resp.headers), await _read_capped(resp))

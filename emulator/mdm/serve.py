@@ -19,6 +19,7 @@ from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, start_mdm
 from emulator.mdm.store import StoreError
 from emulator.serving import settled_heap, stop_on_signal
+from emulator.tls import server_context
 from emulator.wns.config import DEMO_APP
 from emulator.yamlconf import ConfigError
 
@@ -85,8 +86,11 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
         server = ReferenceServer(config, clock, db=args.db, wns_ca_file=args.wns_ca)
     except StoreError as exc:
         raise ConfigError("--db", None, None, str(exc)) from None
+    ssl_context, ca_file = None, None
+    if args.tls:
+        ssl_context, ca_file = server_context([args.host, *args.tls_host], args.tls_dir)
     try:
-        running = await start_mdm(server, host=args.host, port=args.port)
+        running = await start_mdm(server, host=args.host, port=args.port, ssl_context=ssl_context)
     except OSError as exc:
         await server.close()
         print(
@@ -103,10 +107,12 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
         f"  app:         {config.app.client_id}  PFN {config.app.pfn}",
         f"  database:    {args.db}",
     ]
+    if ca_file is not None:
+        lines.append(f"  CA file:     {ca_file.resolve()}  (devices: --server-ca)")
     if args.ready_file:
-        args.ready_file.write_text(
-            json.dumps({"url": running.url, "omadm_url": running.omadm_url, "port": running.port})
-        )
+        ready = {"url": running.url, "omadm_url": running.omadm_url, "port": running.port}
+        ready["ca_file"] = str(ca_file.resolve()) if ca_file else None
+        args.ready_file.write_text(json.dumps(ready))
     print("\n".join(lines), flush=True)
     with settled_heap():
         await stop.wait()

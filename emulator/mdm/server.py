@@ -89,8 +89,13 @@ class RunningMdm:
 
 
 async def start_mdm(
-    server: ReferenceServer, *, host: str = "127.0.0.1", port: int = 0
+    server: ReferenceServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RunningMdm:
-    """Serve ``server`` on ``host:port`` (0 = any free port). Raises OSError if it cannot."""
-    served = await listen(server.app(), host, port)
+    """Serve ``server`` on ``host:port`` (0 = any free port), over TLS with ``ssl_context``.
+    Raises OSError if it cannot."""
+    served = await listen(server.app(), host, port, ssl_context)
     return RunningMdm(server, served.runner, served.url, served.port)
