@@ -72,7 +72,9 @@ def _add_clock_args(parser: argparse.ArgumentParser, *, virtual: bool = True) ->
     parser.add_argument("--start", help="emulated start time, ISO-8601 (default: now / 2026-01-01)")
 
 
-def _add_tls_args(parser: argparse.ArgumentParser, what: str = "serve HTTPS") -> None:
+def _add_tls_args(
+    parser: argparse.ArgumentParser, what: str = "serve HTTPS", *, hosts: bool = True
+) -> None:
     parser.add_argument("--tls", action="store_true", help=f"{what} with a local CA")
     parser.add_argument(
         "--tls-dir",
@@ -80,12 +82,13 @@ def _add_tls_args(parser: argparse.ArgumentParser, what: str = "serve HTTPS") ->
         default=Path(".dmemu/tls"),
         help="where the CA is kept (created once, reused)",
     )
-    parser.add_argument(
-        "--tls-host",
-        action="append",
-        default=[],
-        help="extra host name for the certificate (repeatable)",
-    )
+    if hosts:
+        parser.add_argument(
+            "--tls-host",
+            action="append",
+            default=[],
+            help="extra host name for the certificate (repeatable)",
+        )
 
 
 def _add_world_args(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +119,12 @@ def _add_world_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--provider-id", default="dmemu", help="DMClient ProviderID of the devices' enrollment"
+    )
+    _add_tls_args(parser, "the fake WNS serves HTTPS (https:// ChannelURIs)", hosts=False)
+    parser.add_argument(
+        "--rate",
+        type=_positive_float,
+        help="run on the real-time clock at this factor instead of skipping time",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
@@ -219,7 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world_args(run)
     run.add_argument("--out", type=Path, help="write events.jsonl, summary.json, junit.xml here")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
-    run.add_argument("--rate", type=_positive_float, help="run in real time at this factor instead")
 
     conf = sub.add_parser(
         "conformance",

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -49,7 +50,9 @@ from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import Scenario
 from emulator.serving import settled_heap
-from emulator.trap import Trap, TrapRequest
+from emulator.tls import server_context
+from emulator.trap import TRAP_HOSTS, Trap, TrapRequest
+from emulator.wns.config import DEMO_APP
 from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
@@ -69,6 +72,11 @@ class RunOptions:
     progress_every_s: float = 10.0  # off a terminal: wall seconds between progress lines
     provider_id: str = "dmemu"  # the DMClient ProviderID devices are enrolled with
     wns_port: int = 0  # the fake WNS's port (an external server must be told where it is)
+    #: the fake WNS serves HTTPS with the local CA kept here (ChannelURIs are https://, for a
+    #: server that refuses others); None: plain HTTP
+    wns_tls_dir: Path | None = None
+    #: told, once the world is up, what an external server must be configured with
+    announce: Callable[[list[str]], None] | None = None
     device_auth: ServerAuth = field(default_factory=ServerAuth)  # devices' auth to the server
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
     #: builds the in-process server (tests pass a variant with a known defect)
@@ -114,7 +122,29 @@ class World:
         self.group_of: dict[str, str] = {}
         self.notes: list[str] = []
         self.trap: Trap | None = None  # started when a group's channels are trapped
+        self.wns_ca_file: str | None = None  # the CA a server must trust (--tls)
         self.recorder: RecordingTransport | None = None
+
+    def server_settings(self) -> list[str]:
+        """What the server under test must be configured with to take part in this run."""
+        app, base = self.scenario.app, self.wns.url
+        secret = (
+            app.secret
+            if app == DEMO_APP
+            else "the scenario's wns.app.secret (not printed: secrets stay secret)"
+        )
+        lines = [
+            "the server under test must be configured with:",
+            f"  WNS token endpoint  {self.wns.token_url}",
+            f"  WNS host to trust   {urlsplit(base).netloc}  (ChannelURIs {base}/?token=...)",
+            f"  WNS app (SID)       {app.client_id}",
+            f"  WNS client secret   {secret}",
+            f"  PFN for devices     {app.pfn.lower()}  (in lower case [WP81BLOG])",
+            f"  DMClient ProviderID {self.options.provider_id}",
+        ]
+        if self.wns_ca_file is not None:
+            lines.append(f"  CA to trust for WNS {self.wns_ca_file}")
+        return lines
 
     async def build(self, stack: AsyncExitStack) -> None:
         s, o = self.scenario, self.options
@@ -128,14 +158,23 @@ class World:
         external = o.server_url is not None
         # A stable ChannelURI host for the reference server (same log every run); an external
         # server has to reach WNS by its real address.
-        public = None if external else f"http://{WNS_NAME}"
-        self.wns = await start_wns(wns_config, self.clock, port=o.wns_port, public_url=public)
+        ssl_context = None
+        if o.wns_tls_dir is not None:
+            ssl_context, ca_file = server_context(["127.0.0.1", WNS_NAME], o.wns_tls_dir)
+            self.wns_ca_file = str(ca_file.resolve())
+        scheme = "https" if ssl_context else "http"
+        public = None if external else f"{scheme}://{WNS_NAME}"
+        self.wns = await start_wns(
+            wns_config, self.clock, port=o.wns_port, ssl_context=ssl_context, public_url=public
+        )
         stack.push_async_callback(self.wns.stop)
         http_transport = HttpTransport(o.device_auth, timeout_s=30)
         stack.push_async_callback(http_transport.close)
         http = http_transport.client()  # probe and hooks: the devices' TLS settings too
         if external:
             assert o.server_url is not None
+            if o.announce is not None:
+                o.announce(self.server_settings())
             await _reachable(http, o.server_url)
             self.server_url = o.server_url
             base = o.hooks.base_url if o.hooks and o.hooks.base_url else _origin(o.server_url)
@@ -148,12 +187,14 @@ class World:
             )
             self.clock.add_quiet_check(window.settled)
         else:
-            names = LoopbackNames({(WNS_NAME, 80): ("127.0.0.1", self.wns.port)})
+            port = 443 if ssl_context else 80
+            names = LoopbackNames({(WNS_NAME, port): ("127.0.0.1", self.wns.port)})
             config = MdmConfig(
                 app=s.app,
                 provider_id=o.provider_id,
                 token_url=self.wns.token_url,
                 trusted_hosts=(WNS_NAME,),
+                wns_ca_file=self.wns_ca_file,
                 push_ttl_s=s.push_ttl_s,
                 pushes_per_hour=s.push_rate,
             )
@@ -164,7 +205,10 @@ class World:
             self.hooks = HookClient(load_hooks(REFERENCE_HOOKS), self.mdm.url, http)
         if any(g.trap_channel for g in s.groups):
             self.trap = Trap(self.clock)
-            await self.trap.start()
+            trap_tls = None
+            if o.wns_tls_dir is not None:  # as WNS does: a server refusing http:// still sees it
+                trap_tls, _ = server_context(list(TRAP_HOSTS), o.wns_tls_dir)
+            await self.trap.start(ssl_context=trap_tls)
             stack.push_async_callback(self.trap.stop)
         transport: Transport = http_transport
         if o.record_exchanges:

@@ -8,6 +8,7 @@ ChannelURI outside the trusted WNS domain is caught with the request as evidence
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -47,7 +48,9 @@ class Trap:
             )
             return web.Response(text="trap: this host is not WNS")
 
-    async def start(self, hosts: tuple[str, ...] = TRAP_HOSTS) -> str:
+    async def start(
+        self, hosts: tuple[str, ...] = TRAP_HOSTS, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
         """Listen on the first of ``hosts`` that can be bound: by default 127.0.0.2, an
         address other than the fake WNS's (127.0.0.1), so a server that trusts the WNS host
         by name (the production rule is a domain check [WNSOV]) is not caught for it."""
@@ -55,7 +58,7 @@ class Trap:
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", self._record)
             try:
-                served = await listen(app, host)
+                served = await listen(app, host, ssl_context=ssl_context)
             except OSError:
                 if i + 1 == len(hosts):
                     raise

@@ -108,9 +108,10 @@ def test_external_server_over_http_through_hooks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The suite grades a server in another process over real HTTP, asking it to act through
-    its hooks file: the reference server run as `dmemu mdm` passes every MUST. (Its
-    time-driven SHOULDs, C7 and D2, run on its own real clock, which a virtual month does not
-    move: they may only warn.)"""
+    its hooks file: the reference server run as `dmemu mdm` passes every check that does not
+    measure its waits. Those (C7, D1-D4) run on its own real clock while virtual time leaps:
+    they say so (skipped, with what they would have said) instead of passing, as a server
+    reading Retry-After: 600 as 600 ms passed D1 on virtual time."""
     import socket
 
     from emulator.hooks import REFERENCE_HOOKS
@@ -129,7 +130,16 @@ def test_external_server_over_http_through_hooks(
     assert code == 0, capsys.readouterr().out
     data = json.loads((tmp_path / "out" / "conformance.json").read_text())
     verdicts = {c["id"]: c["verdict"] for c in data["checks"]}
-    assert {k for k, v in verdicts.items() if v != "passed"} <= {"C7", "D2"}
+    clocked = {"C7", "D1", "D2", "D3", "D4"}
+    assert {k for k, v in verdicts.items() if v != "passed"} == clocked
+    for check in data["checks"]:
+        if check["id"] in clocked:
+            assert check["verdict"] == "skipped"
+            assert check["reason"].startswith("not judged: the server waits on its own clock")
+    printed = capsys.readouterr().out
+    assert "the server under test must be configured with:" in printed
+    assert "dmemu-demo-secret" in printed
+    assert "dmemu.demomdmpush_8wekyb3d8bbwe" in printed
 
 
 def test_unreachable_server_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,3 +200,24 @@ async def test_b5_trap_is_not_on_the_wns_address() -> None:
     verdict = report.rows[0][1]
     assert verdict.status == "passed", verdict
     assert not report.result.trap_requests
+
+
+class HttpsChannelsOnly(WnsSender):
+    """Refuses a ChannelURI that is not HTTPS, as Fleet does [FLEET-WNS]."""
+
+    def trusted(self, channel_uri: str) -> bool:
+        return channel_uri.startswith("https://") and super().trusted(channel_uri)
+
+
+@pytest.mark.timeout(120)
+async def test_tls_grades_a_server_that_refuses_plain_http_channels(tmp_path: Path) -> None:
+    """`dmemu conformance --tls`: the fake WNS serves HTTPS with a local CA, so a server that
+    refuses non-HTTPS ChannelURIs can be graded (without it, it never pushes)."""
+    factory = with_sender(HttpsChannelsOnly)
+    plain = await run_conformance(RunOptions(progress=False, server_factory=factory), select("A1"))
+    assert plain.rows[0][1].status != "passed"
+    options = RunOptions(progress=False, server_factory=factory, wns_tls_dir=tmp_path / "tls")
+    report = await run_conformance(options, ordered())
+    assert {c.id: v.status for c, v in report.rows} == {c.id: "passed" for c in ordered()}
+    channels = [e for e in report.result.events if e["event"] == "device.channel"]
+    assert all(e["channel_uri"].startswith("https://") for e in channels)

@@ -38,6 +38,9 @@ class Check:
     provoked_by: str  # what in the conformance scenario makes the server show it
     judge: Judge
     needs: tuple[str, ...] = ()  # server hooks without which it cannot be provoked
+    #: judged from how long the server waits: right only when the server's clock is the
+    #: run's (the reference server in process, or --rate 1)
+    server_clock: bool = False
 
     @property
     def name(self) -> str:
@@ -62,9 +65,11 @@ def check(
     sources: tuple[str, ...],
     provoked_by: str,
     needs: tuple[str, ...] = ("push",),
+    *,
+    server_clock: bool = False,
 ) -> Callable[[Judge], Judge]:
     def register(judge: Judge) -> Judge:
-        CHECKS[id] = Check(id, slug, level, title, sources, provoked_by, judge, needs)
+        CHECKS[id] = Check(id, slug, level, title, sources, provoked_by, judge, needs, server_clock)
         return judge
 
     return register

@@ -34,6 +34,7 @@ class MdmConfig:
     # WNS token endpoint [WNSOV] (a URL, not a secret)
     token_url: str = "https://login.live.com/accesstoken.srf"  # noqa: S105
     trusted_hosts: tuple[str, ...] = (".notify.windows.com",)  # B5: where pushes may go
+    wns_ca_file: str | None = None  # CA to trust for a fake WNS serving TLS (else the system)
     push_ttl_s: int | None = None  # X-WNS-TTL on pushes; None: WNS's cache period [WNSHDR]
     pushes_per_hour: int = 12  # per device, absent failures (conformance D4)
     max_push_attempts: int = 5  # sends per push before giving up on 406/5xx (D2)

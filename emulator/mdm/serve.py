@@ -76,6 +76,7 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
         allowed_devices=_allowed(args),
         device_token=args.device_token,
         admin_token=args.admin_token,
+        wns_ca_file=args.wns_ca,
         **optional,
     )
 
@@ -83,7 +84,7 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
 async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -> int:
     stop = stop_on_signal()  # first: a stop signal during start-up is honoured too
     try:
-        server = ReferenceServer(config, clock, db=args.db, wns_ca_file=args.wns_ca)
+        server = ReferenceServer(config, clock, db=args.db)
     except StoreError as exc:
         raise ConfigError("--db", None, None, str(exc)) from None
     ssl_context, ca_file = None, None

@@ -36,7 +36,6 @@ class ReferenceServer:
         clock: Clock,
         *,
         db: str | Path = ":memory:",
-        wns_ca_file: str | None = None,
         resolver: AbstractResolver | None = None,
     ) -> None:
         self.config = config
@@ -45,7 +44,7 @@ class ReferenceServer:
         self.store = MdmStore(db)
         self.endpoint = OmaDmEndpoint(config, self.store, self.log)
         context: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=wns_ca_file) if wns_ca_file else True
+            ssl.create_default_context(cafile=config.wns_ca_file) if config.wns_ca_file else True
         )
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=64, resolver=resolver),

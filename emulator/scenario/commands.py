@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,7 +47,16 @@ def world_error(exc: ServerUnreachable | OSError) -> str:
     return f"dmemu: error: cannot open a loopback port: {exc.strerror}"
 
 
-def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptions:
+def _announcer(out: TextIO) -> Callable[[list[str]], None]:
+    def announce(lines: list[str]) -> None:
+        print("\n".join(lines), file=out, flush=True)
+
+    return announce
+
+
+def run_options(
+    args: argparse.Namespace, err: TextIO, out: TextIO | None = None, **extra: Any
+) -> RunOptions:
     """The options ``run`` and ``conformance`` share (--server, --hooks, --wns-port,
     --idle-ms, --provider-id, --quiet), checked; raises :class:`UsageError`."""
     hooks = load_hooks(args.hooks) if args.hooks else None  # ConfigErrors: every mistake
@@ -68,6 +77,9 @@ def run_options(args: argparse.Namespace, err: TextIO, **extra: Any) -> RunOptio
         hooks=hooks,
         idle_ms=args.idle_ms,
         wns_port=args.wns_port,
+        wns_tls_dir=args.tls_dir if args.tls else None,
+        rate=args.rate,
+        announce=_announcer(out or sys.stdout),
         provider_id=args.provider_id,
         progress=False if args.quiet else None,
         progress_stream=err,
@@ -113,7 +125,7 @@ async def run(
 async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         scenario = load_scenario(args.scenario)
-        options = run_options(args, err, rate=args.rate, seed=args.seed)
+        options = run_options(args, err, out, seed=args.seed)
     except ConfigError as exc:
         print_problems(exc, err)
         return EXIT_USAGE
