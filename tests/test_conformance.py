@@ -5,6 +5,7 @@ request or session, while the other checks keep their verdicts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from emulator.cli import main
-from emulator.conformance.registry import ordered
+from emulator.conformance.registry import markdown, ordered
 from emulator.conformance.suite import Report, run_conformance, select
 from emulator.mdm.omadm import OmaDmEndpoint
 from emulator.mdm.wns_sender import WnsSender
@@ -36,6 +37,12 @@ async def test_every_check_passes_against_the_reference_server() -> None:
     assert verdicts == {c.id: "passed" for c in ordered()}
     assert report.passed()
     assert len(verdicts) == 26
+
+
+def test_conformance_page_is_generated(golden: Callable[[str, str], None]) -> None:
+    """docs/conformance.md lists every check from the registry (regenerate with
+    --regen-golden)."""
+    golden("docs/conformance.md", markdown())
 
 
 def test_every_check_has_a_defect_that_fails_it() -> None:

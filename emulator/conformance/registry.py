@@ -97,3 +97,43 @@ def ordered() -> list[Check]:
     from emulator.conformance import checks_sessions, checks_wns  # noqa: F401 - they register
 
     return sorted(CHECKS.values(), key=lambda c: (c.id[0], int(c.id[1:])))
+
+
+GROUPS = {
+    "A": "WNS authentication",
+    "B": "The raw push request",
+    "C": "Channel lifecycle",
+    "D": "Rates and errors",
+    "E": "Sessions and polling",
+}
+
+
+def markdown() -> str:
+    """``docs/conformance.md``: every check as a server vendor reads it (generated)."""
+    lines = [
+        "# Conformance checks",
+        "",
+        "What `dmemu conformance` judges about an MDM server's push handling. A MUST that",
+        "fails fails the run; a SHOULD is a warning, and fails the run only with `--strict`.",
+        "Each check names the documents it rests on (keys in",
+        "[protocol-decisions.md](protocol-decisions.md)) and what in the conformance scenario",
+        "provokes it. A check whose server hook is missing is `skipped (no hook: NAME)`, never",
+        "passed. Checks marked *server clock* measure how long the server waits: against a",
+        "server in another process on virtual time they are `skipped` (not judged) unless run",
+        "with `--rate 1`, since virtual time leaps while the world is quiet.",
+        "",
+        "Generated from `emulator/conformance/` (`pytest --regen-golden`).",
+    ]
+    for letter, title in GROUPS.items():
+        lines += ["", f"## {letter}. {title}", ""]
+        lines += ["| id | level | rule | sources | provoked by |", "|---|---|---|---|---|"]
+        for c in ordered():
+            if c.id[0] != letter:
+                continue
+            clock = " *(server clock)*" if c.server_clock else ""
+            sources = "".join(f"[{k}]" for k in c.sources)
+            title = c.title.replace("<", "&lt;").replace(">", "&gt;")  # <token> is no tag
+            lines.append(
+                f"| {c.id} {c.slug} | {c.level} | {title}{clock} | {sources} | {c.provoked_by} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -114,7 +114,8 @@ class _Endpoints:
             status = err.status
             payload = {"error": err.error, "error_description": err.description}
             ex.outcome = f"error: {err.error}"
-        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # [WNSHDR] 2.2
+        # [WNSHDR] Cache-Control: no-store; Pragma as RFC 6749 5.1 (docs/protocol-decisions.md)
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         if ex.latency_ms:
             await self._delay(request, ex.latency_ms)
         service.record("token", request, body, status, ex, headers, now)
