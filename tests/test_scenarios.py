@@ -137,6 +137,7 @@ def test_run_writes_its_files_and_exits_0(
     assert float(cases[0].get("time")) > 0
     assert "(seed 3, 3 devices, 3 days" in text
     assert "1 token request" in text  # not "1 token requests"
+    assert "0 expiries" in text  # not "0 expirys"
 
 
 def test_failed_expectation_exits_1_with_evidence(

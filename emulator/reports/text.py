@@ -24,9 +24,11 @@ def human_ms(ms: int | None) -> str:
 
 
 def plural(n: int, noun: str) -> str:
-    """``1 push``, ``2 pushes``, ``1 device``, ``22 devices``."""
+    """``1 push``, ``2 pushes``, ``1 device``, ``22 devices``, ``0 expiries``."""
     if n == 1:
         return f"1 {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return f"{n} {noun[:-1]}ies"
     return f"{n} {noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{n} {noun}s"
 
 
