@@ -11,8 +11,8 @@ from pathlib import Path
 import defusedxml.ElementTree as ET
 import pytest
 
-from emulator.catalogue import CATALOGUE, TIMELINE_ACTIONS, markdown, unknown_field
 from emulator.cli import main
+from emulator.events.catalogue import CATALOGUE, TIMELINE_ACTIONS, markdown, unknown_field
 from emulator.reports.write import event_line
 from emulator.runner import RunOptions, run_scenario
 from emulator.scenario.expect import judge
@@ -61,7 +61,7 @@ async def test_shipped_scenarios_pass_against_the_reference_server(path: Path) -
         for field in ([""] if e["event"] not in CATALOGUE else e)
         if e["event"] not in CATALOGUE or unknown_field(e["event"], field)
     }
-    assert uncatalogued == set(), "emulator/catalogue.py must list every event and field"
+    assert uncatalogued == set(), "emulator/events/catalogue.py must list every event and field"
 
 
 def test_event_catalogue_page_is_generated(golden: Callable[[str, str], None]) -> None:

@@ -22,11 +22,11 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from emulator.catalogue import unknown_event, unknown_field
 from emulator.clock import DAY, DEFAULT_EPOCH_MS, HOUR, MINUTE, parse_iso
 from emulator.device.agent import DeviceGroup
 from emulator.device.power import MB, NETWORK_PATTERNS, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
+from emulator.events.catalogue import unknown_event, unknown_field
 from emulator.scenario.model import Event, Expectation, GroupSpec, Scenario, Target
 from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.config import DEMO_APP, normalize_sid, parse_rate

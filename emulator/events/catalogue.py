@@ -4,7 +4,7 @@ Owns: the one list of event names and fields, which scenario expectations are ch
 against (a typo is an error with a suggestion) and from which ``docs/events.md`` is
 generated (``pytest --regen-golden``). A test runs the shipped scenarios and fails when an
 event or a field is emitted that this catalogue does not list, so it cannot drift.
-Must not: emit or store events (:mod:`emulator.events` does).
+Must not: emit or store events (:mod:`emulator.events.log` does).
 """
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ def markdown() -> str:
         "`where:`) is one of these. Every record has "
         + ", ".join(f"`{k}` ({v})" for k, v in COMMON.items())
         + ".",
-        "Generated from `emulator/catalogue.py` (`pytest --regen-golden`); a test fails when",
-        "the code emits an event or a field this page does not list.",
+        "Generated from `emulator/events/catalogue.py` (`pytest --regen-golden`); a test",
+        "fails when the code emits an event or a field this page does not list.",
         "",
         "| event | meaning | fields |",
         "|---|---|---|",
