@@ -86,3 +86,16 @@ def test_make_demo_runs_the_quickstart() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PASSED" in done.stdout
     assert (ROOT / "reports" / "quickstart" / "summary.json").exists()
+
+
+def test_readme_links_resolve_and_reach_the_docs() -> None:
+    """Users never see the steering repository: the protocol decisions, the conformance
+    checks and the event catalogue are the project's own docs/, linked from the README, and
+    every relative link of the README and of docs/ names a file that exists."""
+    for page in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+        text = page.read_text(encoding="utf-8")
+        assert "../shared" not in text, page
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (page.parent / target).exists(), f"{page.name}: {target}"
+    for doc in ("protocol-decisions.md", "conformance.md", "events.md"):
+        assert f"(docs/{doc})" in README
