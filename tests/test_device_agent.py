@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from emulator.clock import DAY, HOUR, MINUTE
-from emulator.device.agent import SessionEnd
+from emulator.device.agent import Device, SessionEnd
 from emulator.device.power import MB, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
 from emulator.device.session import Reply
@@ -69,11 +69,7 @@ async def test_a_slow_wns_registration_comes_with_a_later_session() -> None:
     that session read empty with Push/Status 4; the channel then arrives with a session of
     its own."""
     world = World()
-    world.wns.faults.add(target="register", latency_ms=8_000, count=1)
-    device = world.fleet.add("dev-1", world.group())
-    world.mdm.queue("dev-1", replace_pfn())
-    world.fleet.enroll(device)
-    await world.run_for(MINUTE)
+    device = await enroll_with_wns_latency(world, 8_000)
     first = world.mdm.sessions[0]
     assert first.results[f"{PUSH_NODE}/ChannelURI"] == ""
     assert first.results[f"{PUSH_NODE}/Status"] == "4"
@@ -86,12 +82,19 @@ async def test_a_slow_wns_registration_comes_with_a_later_session() -> None:
 async def test_a_registration_within_the_timeout_is_read_in_session() -> None:
     """A WNS answer inside the registration timeout is still read in the same session."""
     world = World()
-    world.wns.faults.add(target="register", latency_ms=3_000, count=1)
+    await enroll_with_wns_latency(world, 3_000)
+    assert world.mdm.sessions[0].results[f"{PUSH_NODE}/Status"] == "0"
+
+
+async def enroll_with_wns_latency(world: World, latency_ms: int) -> Device:
+    """Enroll dev-1, whose first session sets the PFN, with WNS answering its registration
+    after ``latency_ms`` (a control-API ``register`` fault)."""
+    world.wns.faults.add(target="register", latency_ms=latency_ms, count=1)
     device = world.fleet.add("dev-1", world.group())
     world.mdm.queue("dev-1", replace_pfn())
     world.fleet.enroll(device)
     await world.run_for(MINUTE)
-    assert world.mdm.sessions[0].results[f"{PUSH_NODE}/Status"] == "0"
+    return device
 
 
 async def test_user_agent_origin_only_from_version_4() -> None:
