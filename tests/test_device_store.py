@@ -51,3 +51,21 @@ def test_unknown_group_is_a_clear_error(tmp_path: Path) -> None:
     store.save(world.fleet.devices.values())
     with pytest.raises(StoreError, match="dev-1 belongs to group 'default'"):
         store.load({}, 0)
+
+
+def test_network_and_battery_saver_switches_survive_a_restart(tmp_path: Path) -> None:
+    """A device switched to a network without internet, or to Battery Saver by hand, is
+    still so after a restart (both were lost: only the captive-server switch was kept)."""
+    world = World()
+    device = world.fleet.add("dev-1", world.group())
+    device.power.internet = False
+    device.power.saver_forced = True
+    device.power.server_reachable = False
+    store = DeviceStore(tmp_path / "f.sqlite")
+    store.save(world.fleet.devices.values())
+    (copy,) = store.load({"default": world.group()}, world.clock.now())
+    assert (copy.power.internet, copy.power.saver_forced, copy.power.server_reachable) == (
+        False,
+        True,
+        False,
+    )

@@ -89,6 +89,8 @@ def _row(d: Device) -> tuple[object, ...]:
         "offline_until": p.offline_until,
         "switched_off": p.switched_off,
         "server_reachable": p.server_reachable,
+        "internet": p.internet,
+        "saver_forced": p.saver_forced,
     }
     return (
         d.device_id,
