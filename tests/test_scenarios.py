@@ -319,6 +319,9 @@ def test_hooks_and_config_files_list_every_problem_in_plain_words(
     assert "queue_command.colour: unknown key 'colour'" in err
     assert "queue_command.url: required, but missing" in err
     assert "3 problems; nothing was run" in err
+    hooks.write_text("- push\n- queue_command\n")
+    assert main([*argv, "--hooks", str(hooks), "--quiet"]) == 2
+    assert f"{hooks}:1:1: the top level is a list: expected" in capsys.readouterr().err
 
 
 def test_huge_file_and_alias_bomb_are_refused(tmp_path: Path) -> None:
