@@ -4,7 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+# libfaketime binds a server started with --server-cmd to dmemu's clock; its tests need it.
+LIBFAKETIME := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
+
+.PHONY: demo test lint typecheck bench clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +20,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/dmemu run scenarios/quickstart.yaml --out reports/quickstart
 
-test: $(STAMP)
+system-packages:
+ifeq ($(LIBFAKETIME),)
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "installing libfaketime (Debian package faketime) for the --server-cmd tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; \
+	else \
+		echo "the --server-cmd tests need libfaketime: sudo apt-get install faketime" >&2; \
+		exit 1; \
+	fi
+endif
+
+test: $(STAMP) system-packages
 	$(BIN)/ruff check emulator tests bench
 	$(BIN)/ruff format --check emulator tests bench
 	$(BIN)/mypy

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from emulator.clock import Clock, RealTimeClock, VirtualClock, iso, parse_iso
+from emulator.clock import Clock, RealTimeClock, VirtualClock, WallClock, iso, parse_iso
 from emulator.logs import configure_logging
 from emulator.wns.config import DEMO_APP, WnsFile, build_config, parse_app_arg, parse_rate
 from emulator.wns.models import App
@@ -97,6 +97,24 @@ def _add_world_args(parser: argparse.ArgumentParser) -> None:
     :func:`emulator.scenario.commands.run_options`)."""
     parser.add_argument("--server", help="an external MDM server's OMA-DM URL (default: built-in)")
     parser.add_argument("--hooks", type=Path, help="hooks file: how to ask --server to act")
+    parser.add_argument(
+        "--server-cmd",
+        metavar="CMD",
+        help="start the server under test on dmemu's clock (libfaketime); placeholders "
+        "{port}, {wns_url}, {ca_file}; --server may use {port}",
+    )
+    parser.add_argument(
+        "--server-ready",
+        metavar="URL",
+        help="with --server-cmd: polled until it answers (default: the --server URL)",
+    )
+    parser.add_argument(
+        "--server-ready-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --server-cmd: how long to wait for it to answer (default 30)",
+    )
     parser.add_argument(
         "--device-auth",
         default="none",
@@ -300,6 +318,15 @@ def _wns_config(args: argparse.Namespace) -> WnsConfig:
         _fail(str(exc))
 
 
+def _mdm_clock(args: argparse.Namespace) -> Clock:
+    """``dmemu mdm`` follows the host's wall clock, as an ordinary server does (so under
+    ``--server-cmd`` it lives on dmemu's emulated time); ``--rate`` or ``--start`` pace its
+    own clock instead."""
+    if args.rate == 1.0 and not args.start:
+        return WallClock()
+    return _clock(args)
+
+
 def _clock(args: argparse.Namespace) -> Clock:
     start = None
     if args.start:
@@ -389,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "mdm":
             from emulator.mdm.serve import mdm_config, serve_mdm
 
-            return asyncio.run(serve_mdm(args, _clock(args), mdm_config(args)))
+            return asyncio.run(serve_mdm(args, _mdm_clock(args), mdm_config(args)))
         if args.command == "demo":
             from emulator.demo import run_demo
 

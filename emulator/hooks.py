@@ -28,6 +28,7 @@ from typing import Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from emulator.serving import request_once_more
 from emulator.yamlconf import load_model
 
 REFERENCE_HOOKS = Path(__file__).parent / "mdm" / "hooks.yaml"
@@ -128,22 +129,22 @@ class HookClient:
         if hook.body is not None:
             body = render(hook.body, filled, json_escape="json" in hook.content_type).encode()
         headers = {**hook.headers, "Content-Type": hook.content_type}
+
+        async def read(resp: aiohttp.ClientResponse) -> HookResult:
+            raw = await resp.content.read(MAX_ANSWER_BYTES)
+            ok = resp.status in hook.expect
+            text = raw.decode("utf-8", "replace")
+            return HookResult(name, hook.method, url, resp.status, ok, text)
+
         try:
-            async with self.session.request(
+            return await request_once_more(
+                self.session,
                 hook.method,
                 url,
+                read,
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=hook.timeout_s),
-            ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES)
-                return HookResult(
-                    name,
-                    hook.method,
-                    url,
-                    resp.status,
-                    resp.status in hook.expect,
-                    raw.decode("utf-8", "replace"),
-                )
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return HookResult(name, hook.method, url, 0, False, "", f"{type(exc).__name__}: {exc}")

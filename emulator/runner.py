@@ -50,6 +50,8 @@ from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import Scenario
 from emulator.serving import settled_heap
+from emulator.sut.launch import ServerCommand, launch
+from emulator.sut.process import GRACE_S, ServerProcess
 from emulator.tls import server_context
 from emulator.trap import TRAP_HOSTS, Trap, TrapRequest
 from emulator.wns.config import DEMO_APP
@@ -77,6 +79,9 @@ class RunOptions:
     wns_tls_dir: Path | None = None
     #: told, once the world is up, what an external server must be configured with
     announce: Callable[[list[str]], None] | None = None
+    #: start the server under test on the run's clock (--server-cmd); server_url may then
+    #: hold {port}
+    server_cmd: ServerCommand | None = None
     device_auth: ServerAuth = field(default_factory=ServerAuth)  # devices' auth to the server
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
     #: builds the in-process server (tests pass a variant with a known defect)
@@ -101,6 +106,7 @@ class RunResult:
     hook_results: list[HookResult] = field(default_factory=list)
     channel_owner: dict[str, str] = field(default_factory=dict)  # WNS channel id -> device
     complete: bool = True  # False: stopped early (Ctrl-C, SIGTERM); end_ms is where it stopped
+    server_killed: bool = False  # the --server-cmd server ignored SIGTERM (exit 2)
 
 
 class World:
@@ -123,6 +129,7 @@ class World:
         self.notes: list[str] = []
         self.trap: Trap | None = None  # started when a group's channels are trapped
         self.wns_ca_file: str | None = None  # the CA a server must trust (--tls)
+        self.sut: ServerProcess | None = None  # the server dmemu started (--server-cmd)
         self.recorder: RecordingTransport | None = None
 
     def server_settings(self) -> list[str]:
@@ -175,9 +182,19 @@ class World:
             assert o.server_url is not None
             if o.announce is not None:
                 o.announce(self.server_settings())
-            await _reachable(http, o.server_url)
             self.server_url = o.server_url
-            base = o.hooks.base_url if o.hooks and o.hooks.base_url else _origin(o.server_url)
+            if o.server_cmd is not None:
+                self.server_url, self.sut = await launch(
+                    o.server_cmd,
+                    self.clock,
+                    server_url=o.server_url,
+                    wns_url=self.wns.url,
+                    ca_file=self.wns_ca_file,
+                    http=http,
+                    stack=stack,
+                )
+            await _reachable(http, self.server_url)
+            base = o.hooks.base_url if o.hooks and o.hooks.base_url else _origin(self.server_url)
             self.hooks = HookClient(o.hooks, base, http) if o.hooks else None
             if self.hooks is None:
                 self.notes.append("no hooks file: timeline actions that ask the server are skipped")
@@ -421,6 +438,10 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             end = min(end, clock.now())
         finally:
             progress.close(complete)
+        if world.sut is not None:  # stopped here (not only by the stack) to say how it went
+            await world.sut.stop()
+            if world.sut.killed:
+                world.notes.append(f"the server ignored SIGTERM and was killed after {GRACE_S:g} s")
         channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
         events = ordered_events(world, channel_owner)
         hook_results = registrations + timeline.hook_results
@@ -441,4 +462,5 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             hook_results=hook_results,
             channel_owner=channel_owner,
             complete=complete,
+            server_killed=world.sut is not None and world.sut.killed,
         )

@@ -29,9 +29,12 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import hdrs, web
 
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]  # a route's handler
 ServerHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]  # web.Server's
 
@@ -128,3 +131,24 @@ def settled_heap() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+async def request_once_more(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
+    **kwargs: Any,
+) -> T:
+    """A client request, sent once more on a new connection when the server closed a
+    kept-alive one just as it was reused (``ServerDisconnectedError``: its idle timer ran
+    out, which a leap of time under ``--server-cmd`` provokes); the request never reached
+    it. ``read`` turns the response into the result inside the request's context."""
+    for attempt in (1, 2):
+        try:
+            async with session.request(method, url, **kwargs) as resp:
+                return await read(resp)
+        except aiohttp.ServerDisconnectedError:
+            if attempt == 2:
+                raise
+    raise AssertionError("not reached")  # pragma: no cover - the loop returns or raises

@@ -102,3 +102,37 @@ async def test_a_push_that_expects_continue_is_received(clock: VirtualClock) -> 
                 assert resp.headers["X-WNS-Status"] == "received"
     finally:
         await wns.stop()
+
+
+async def test_a_request_goes_once_more_when_the_server_drops_the_connection() -> None:
+    """A kept-alive connection the server closes just as it is reused (its idle timer ran
+    out: a leap of time under --server-cmd provokes it) costs a request nothing: it is sent
+    once more on a new connection; a second drop is the server's answer."""
+    import asyncio
+
+    import aiohttp
+
+    from emulator.serving import request_once_more
+
+    seen = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        seen.append(1)
+        if len(seen) % 2:  # the first of each pair: drop it without an answer
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def read(resp: aiohttp.ClientResponse) -> str:
+        return await resp.text()
+
+    async with server, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{port}/"
+        assert await request_once_more(http, "GET", url, read) == "ok"
+        assert len(seen) == 2

@@ -23,9 +23,9 @@ from emulator.clock.base import (
     iso,
     parse_iso,
 )
-from emulator.clock.realtime import RealTimeClock
+from emulator.clock.realtime import RealTimeClock, WallClock
 from emulator.clock.virtual import VirtualClock
-from emulator.clock.wall import IdleWindow, wall_seconds
+from emulator.clock.wall import IdleWindow, host_epoch_ms, wall_seconds
 
 __all__ = [
     "DAY",
@@ -39,6 +39,8 @@ __all__ = [
     "Scheduler",
     "Timer",
     "VirtualClock",
+    "WallClock",
+    "host_epoch_ms",
     "http_date",
     "iso",
     "parse_iso",

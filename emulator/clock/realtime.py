@@ -83,3 +83,37 @@ class RealTimeClock(Scheduler):
         # +1 ms and ceil: when the host timer fires, now() has certainly reached `due`.
         delay_s = math.ceil(max(0, due - self.now()) + 1) / self._rate / 1000
         self._armed = loop.call_later(delay_s, self.poll)
+
+
+class WallClock(RealTimeClock):
+    """The host's wall clock, read on every call, at rate 1: what an ordinary server uses.
+
+    Unlike :class:`RealTimeClock` it follows the wall clock when it moves (so a process run
+    under libfaketime by ``dmemu --server-cmd`` lives on dmemu's emulated time), and polls
+    its timers at least every ``POLL_S`` so one the wall clock leaps past fires promptly.
+    Never runs backwards (a wall clock set back holds at its highest reading)."""
+
+    mode = "wall"
+    POLL_S = 0.2
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+        self._last = 0
+
+    def now(self) -> int:
+        self._last = max(self._last, int(time.time() * 1000) + self._offset)
+        return self._last
+
+    def _arm(self) -> None:
+        if self._armed is not None:
+            self._armed.cancel()
+            self._armed = None
+        due = self.next_due()
+        if due is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (sync use): poll() fires timers
+            return
+        delay_s = min(self.POLL_S, (max(0, due - self.now()) + 1) / 1000)
+        self._armed = loop.call_later(delay_s, self.poll)

@@ -19,6 +19,7 @@ stall time; the timer that wakes it takes the hold back as it fires.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from emulator.clock.base import DEFAULT_EPOCH_MS, Scheduler
 
@@ -31,6 +32,7 @@ class VirtualClock(Scheduler):
     def __init__(self, start_ms: int = DEFAULT_EPOCH_MS, *, settle_rounds: int = 1) -> None:
         super().__init__()
         self._now = int(start_ms)
+        self._watchers: list[Callable[[int], None]] = []
         # Event-loop turns at each instant before time may move on. Correctness does not need
         # them (spawned tasks and woken sleepers hold the clock busy from the instant they
         # start); one turn keeps other tasks, such as the control API, served during a run.
@@ -39,9 +41,22 @@ class VirtualClock(Scheduler):
     def now(self) -> int:
         return self._now
 
+    def watch(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(now)`` each time now moves forward, before the timers due then
+        fire (a server under test bound through libfaketime reads its time from it)."""
+        self._watchers.append(callback)
+
+    def _moved(self, now: int) -> None:
+        self._now = now
+        for callback in self._watchers:
+            callback(now)
+
     def _on_fire(self, when: int) -> None:
         if when > self._now:
-            self._now = when
+            if self._watchers:
+                self._moved(when)
+            else:
+                self._now = when
 
     def advance(self, ms: int) -> int:
         """Move forward ``ms`` at once, firing due timers in order. Returns how many fired."""
@@ -67,7 +82,7 @@ class VirtualClock(Scheduler):
 
     def _reach(self, until: int | None) -> None:
         if until is not None and until > self._now:
-            self._now = until
+            self._moved(until)
 
     async def wait_quiet(self) -> None:
         """Return once no work is in flight and every quiet check passes."""

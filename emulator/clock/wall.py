@@ -11,6 +11,12 @@ import time
 from collections.abc import Callable
 
 
+def host_epoch_ms() -> float:
+    """The host's wall clock (ms since the epoch): only to express emulated time as an offset
+    from it, for a process bound to the clock through libfaketime."""
+    return time.time() * 1000
+
+
 def wall_seconds() -> float:
     """Host monotonic seconds: durations of runs, never emulated time."""
     return time.monotonic()

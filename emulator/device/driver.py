@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from emulator.device.session import Reply, TransportError
+from emulator.serving import request_once_more
 from emulator.syncml import MAX_MESSAGE_BYTES
 
 
@@ -91,11 +92,13 @@ class HttpTransport:
         return self._session
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+        async def read(resp: aiohttp.ClientResponse) -> Reply:
+            return Reply(resp.status, dict(resp.headers), await _read_capped(resp))
+
         try:
-            async with self.client().post(
-                url, data=body, headers={**headers, **self._headers}
-            ) as resp:
-                return Reply(resp.status, dict(resp.headers), await _read_capped(resp))
+            return await request_once_more(
+                self.client(), "POST", url, read, data=body, headers={**headers, **self._headers}
+            )
         except TimeoutError as exc:
             raise TransportError("timeout", f"no answer from {url}") from exc
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:

@@ -81,6 +81,12 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
     )
 
 
+def _clock_words(clock: Clock) -> str:
+    if clock.mode == "wall":
+        return "the host's wall clock (under dmemu --server-cmd: dmemu's)"
+    return f"real x{clock.rate:g}"
+
+
 async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -> int:
     stop = stop_on_signal()  # first: a stop signal during start-up is honoured too
     try:
@@ -101,7 +107,7 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
         return 2  # as every command: a setting the user can change (cli.EXIT_USAGE)
     lines = [
         f"dmemu mdm listening on {running.url}",
-        f"  clock:       real x{clock.rate:g}, now {iso(clock.now())}",
+        f"  clock:       {_clock_words(clock)}, now {iso(clock.now())}",
         f"  OMA-DM:      {running.omadm_url}   (ProviderID {config.provider_id})",
         f"  admin API:   {running.url}/admin/devices",
         f"  WNS:         token {config.token_url}; trusted {', '.join(config.trusted_hosts)}",

@@ -26,6 +26,9 @@ from emulator.reports.write import write_run
 from emulator.runner import RunOptions, ServerUnreachable, run_scenario
 from emulator.scenario.expect import judge_all
 from emulator.scenario.loader import load_scenario
+from emulator.sut.faketime import FaketimeMissing
+from emulator.sut.launch import ServerCommand
+from emulator.sut.process import ServerFailed
 from emulator.yamlconf import ConfigError, print_problems
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -37,14 +40,14 @@ class UsageError(Exception):
 
 
 #: What keeps a run's world from starting: said in one line, exit 2, nothing run.
-WorldError = (ServerUnreachable, OSError)
+WorldError = (ServerUnreachable, ServerFailed, FaketimeMissing, OSError)
 
 
-def world_error(exc: ServerUnreachable | OSError) -> str:
+def world_error(exc: Exception) -> str:
     """The line a user sees when the world of ``run`` or ``conformance`` cannot start."""
-    if isinstance(exc, ServerUnreachable):
-        return f"dmemu: error: {exc}"
-    return f"dmemu: error: cannot open a loopback port: {exc.strerror}"
+    if isinstance(exc, OSError):
+        return f"dmemu: error: cannot open a loopback port: {exc.strerror}"
+    return f"dmemu: error: {exc}"
 
 
 def _announcer(out: TextIO) -> Callable[[list[str]], None]:
@@ -71,6 +74,21 @@ def run_options(
             raise UsageError(f"no such file: {path}")
     if auth.kind != "none" and not args.server:
         raise UsageError("--device-auth is for --server (the reference server takes none)")
+    server_cmd = None
+    if args.server_cmd is not None:
+        if not args.server:
+            raise UsageError(
+                "--server-cmd needs --server, the OMA-DM URL it serves "
+                "(e.g. http://127.0.0.1:{port}/ManagementServer/MDM.svc)"
+            )
+        if args.server_ready_timeout <= 0:
+            raise UsageError("--server-ready-timeout must be more than 0 seconds")
+        log = args.out / "server.log" if getattr(args, "out", None) else None
+        server_cmd = ServerCommand(
+            args.server_cmd, args.server_ready, args.server_ready_timeout, log
+        )
+    elif args.server_ready is not None:
+        raise UsageError("--server-ready is for --server-cmd")
     return RunOptions(
         device_auth=auth,
         server_url=args.server,
@@ -80,6 +98,7 @@ def run_options(
         wns_tls_dir=args.tls_dir if args.tls else None,
         rate=args.rate,
         announce=_announcer(out or sys.stdout),
+        server_cmd=server_cmd,
         provider_id=args.provider_id,
         progress=False if args.quiet else None,
         progress_stream=err,
@@ -150,6 +169,13 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.out is not None:
         paths = write_run(args.out, result.events, summary)
         print("wrote " + ", ".join(str(p) for p in paths), file=out)
+    if result.server_killed:  # its results stand, but the command must be fixed
+        print(
+            "dmemu: error: the --server-cmd server ignored SIGTERM and had to be killed; "
+            "make it exit on SIGTERM",
+            file=err,
+        )
+        return EXIT_USAGE
     if not result.complete:  # Ctrl-C or SIGTERM: what it had is written, marked incomplete
         print("dmemu: interrupted; the results so far are marked incomplete", file=err)
         return EXIT_INTERRUPTED

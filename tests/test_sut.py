@@ -1,0 +1,114 @@
+"""--server-cmd: dmemu starts the server under test on its own clock (libfaketime), waits
+until it answers, keeps its log, and always stops it (issue 17, part 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import main
+from emulator.hooks import REFERENCE_HOOKS
+from tests.test_scenarios import SMALL, write
+
+HERE = Path(__file__).parent
+PY = sys.executable
+MDM_CMD = f"{PY} -m emulator.cli mdm --port {{port}} --wns-url {{wns_url}} --log-level info"
+OMADM = "http://127.0.0.1:{port}/ManagementServer/MDM.svc"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+@pytest.mark.timeout(120)
+def test_the_reference_server_runs_on_emulated_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dmemu run --server-cmd "dmemu mdm ..."`: the server reads dmemu's clock (its banner
+    and log carry the scenario's 2026-01 instants, not today's date), the run passes, its
+    output is kept in --out as server.log, and it is stopped at the end."""
+    out = tmp_path / "out"
+    argv = ["run", str(write(tmp_path, SMALL)), "--server", OMADM, "--server-cmd", MDM_CMD]
+    argv += ["--hooks", str(REFERENCE_HOOKS), "--idle-ms", "5", "--quiet", "--out", str(out)]
+    code = main(argv)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    log = (out / "server.log").read_text()
+    assert "now 2026-01-01T00:00:00" in log  # the scenario's start, read through libfaketime
+    stamps = [json.loads(line)["t"] for line in log.splitlines() if line.startswith("{")]
+    assert stamps
+    assert all(t.startswith("2026-01-0") for t in stamps), stamps[-3:]
+    assert max(stamps) >= "2026-01-02"  # and it moved with the run's virtual days
+    assert "dmemu mdm stopped" in log  # SIGTERM: an orderly stop
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (f"{PY} -c 'import sys; print(\"no config\"); sys.exit(3)'", "exited with code 3"),
+        (f"{PY} -c 'import time; time.sleep(60)'", "did not answer"),
+        ("no-such-program-dmemu --port {port}", "cannot run 'no-such-program-dmemu'"),
+        (f"{PY} x.py {{nope}}", "unknown placeholder"),
+    ],
+)
+def test_a_server_that_does_not_come_up_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, says: str
+) -> None:
+    """A server command that exits at once, never answers, cannot be run or names an
+    unknown placeholder: one clear message with the end of its log, exit 2, nothing run."""
+    argv = ["run", str(write(tmp_path, SMALL)), "--server", OMADM, "--server-cmd", command]
+    code = main([*argv, "--server-ready-timeout", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert says in err
+    assert "Traceback" not in err
+    if "exited" in says:
+        assert "| no config" in err  # the last lines of its output
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_ignores_sigterm_is_killed_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that ignores SIGTERM is killed after the grace period, said plainly, exit 2;
+    no process is left behind."""
+    pid_file = tmp_path / "pid"
+    command = f"{PY} {HERE / 'sut' / 'stubborn.py'} {{port}} {pid_file} ignore-term"
+    argv = ["run", str(write(tmp_path, SMALL)), "--server", OMADM, "--server-cmd", command]
+    code = main([*argv, "--idle-ms", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "ignored SIGTERM and had to be killed" in err
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_no_server_is_left_behind_after_an_error(tmp_path: Path) -> None:
+    """A run that fails after the server started (its readiness URL never answers) still
+    stops it: no process is left behind."""
+    pid_file = tmp_path / "pid"
+    command = f"{PY} {HERE / 'sut' / 'stubborn.py'} {{port}} {pid_file}"
+    argv = ["run", str(write(tmp_path, SMALL)), "--server-cmd", command, "--quiet"]
+    argv += ["--server", "http://127.0.0.1:{port}/x", "--server-ready", "http://127.0.0.1:9/"]
+    assert main([*argv, "--server-ready-timeout", "1"]) == 2
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_missing_libfaketime_says_how_to_install_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("emulator.sut.faketime.CANDIDATES", ())
+    monkeypatch.delenv("DMEMU_LIBFAKETIME", raising=False)
+    argv = ["run", str(write(tmp_path, SMALL)), "--server", OMADM, "--server-cmd", "true"]
+    assert main([*argv, "--quiet"]) == 2
+    assert re.search(
+        r"libfaketime, which is not installed: apt-get install faketime", capsys.readouterr().err
+    )
