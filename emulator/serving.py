@@ -23,6 +23,7 @@ way (``aiohttp_client`` in tests), the same handler is reached through the route
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import signal
 import ssl
@@ -143,12 +144,18 @@ async def request_once_more(
     """A client request, sent once more on a new connection when the server closed a
     kept-alive one just as it was reused (``ServerDisconnectedError``: its idle timer ran
     out, which a leap of time under ``--server-cmd`` provokes); the request never reached
-    it. ``read`` turns the response into the result inside the request's context."""
+    it (also a reset or broken pipe while sending). ``read`` turns the response into the
+    result inside the request's context."""
     for attempt in (1, 2):
         try:
             async with session.request(method, url, **kwargs) as resp:
                 return await read(resp)
-        except aiohttp.ServerDisconnectedError:
-            if attempt == 2:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            dropped = not isinstance(exc, aiohttp.ClientOSError) or exc.errno in _DROPPED
+            if attempt == 2 or not dropped:
                 raise
     raise AssertionError("not reached")  # pragma: no cover - the loop returns or raises
+
+
+#: a connection the server closed under a request being sent (reset, broken pipe)
+_DROPPED = (errno.ECONNRESET, errno.EPIPE)

@@ -142,7 +142,7 @@ def test_external_server_over_http_through_hooks(
     for check in data["checks"]:
         if check["id"] in clocked:
             assert check["verdict"] == "skipped"
-            assert check["reason"].startswith("not judged: the server waits on its own clock")
+            assert check["reason"].startswith("not judged: the server runs on its own clock")
     printed = capsys.readouterr().out
     assert "the server under test must be configured with:" in printed
     assert "dmemu-demo-secret" in printed

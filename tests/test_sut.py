@@ -111,3 +111,25 @@ def test_missing_libfaketime_says_how_to_install_it(
     assert main([*argv, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "libfaketime, which is not installed: apt-get install faketime" in err
+
+
+@pytest.mark.timeout(120)
+def test_conformance_judges_a_started_server_on_emulated_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dmemu conformance --server-cmd "dmemu mdm ..."`: the server's clock reads follow the
+    run's, so C7 (a proactive PFN reset before day 30) is judged for real and passes, as
+    every check not about the server's waits does; D1-D4 measure waits, which still take
+    real time while virtual time leaps: they say so instead of passing."""
+    argv = ["conformance", "--server", OMADM, "--server-cmd", MDM_CMD, "--quiet"]
+    argv += ["--hooks", str(REFERENCE_HOOKS), "--idle-ms", "5", "--out", str(tmp_path)]
+    code = main(argv)
+    assert code == 0, capsys.readouterr().out
+    data = json.loads((tmp_path / "conformance.json").read_text())
+    verdicts = {c["id"]: c for c in data["checks"]}
+    waits = {"D1", "D2", "D3", "D4"}
+    assert {k for k, c in verdicts.items() if c["verdict"] != "passed"} == waits
+    assert verdicts["C7"]["verdict"] == "passed"
+    for check in waits:
+        assert verdicts[check]["reason"].startswith("not judged: the server's clock reads follow")
+    assert (tmp_path / "server.log").exists()

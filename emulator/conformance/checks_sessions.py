@@ -234,7 +234,7 @@ def pfn_reset_after_410(ev: Evidence) -> Verdict:
     ("PUSH", "KB3170699"),
     "a 1511 device whose renewal silently fails",
     needs=(),
-    server_clock=True,
+    server_clock="reads",
 )
 def proactive_reset(ev: Evidence) -> Verdict:
     at_risk = sorted(d for d, p in ev.profile_of.items() if p in AT_RISK)

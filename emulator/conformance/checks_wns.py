@@ -259,7 +259,7 @@ def _after(records: list[RequestRecord], i: int) -> list[RequestRecord]:
     "after 406 with Retry-After, nothing is sent to that channel before it elapses",
     ("WNSHDR",),
     "fault: throttle a channel",
-    server_clock=True,
+    server_clock="waits",
 )
 def throttle_406(ev: Evidence) -> Verdict:
     bad, seen = [], 0
@@ -292,7 +292,7 @@ def throttle_406(ev: Evidence) -> Verdict:
     "500/503 are retried with back-off, honouring Retry-After when present",
     ("WNSHDR",),
     "fault: WNS unavailable",
-    server_clock=True,
+    server_clock="waits",
 )
 def unavailable_503(ev: Evidence) -> Verdict:
     bad, seen = [], 0
@@ -324,7 +324,7 @@ def unavailable_503(ev: Evidence) -> Verdict:
     "a request answered 400, 403 or 413 is not resent unchanged more than once",
     ("WNSHDR",),
     "fault: 403 for one channel",
-    server_clock=True,
+    server_clock="waits",
 )
 def no_blind_retry(ev: Evidence) -> Verdict:
     bad, seen = [], 0
@@ -372,7 +372,7 @@ def _asked(records: list[RequestRecord], asks: list[int]) -> dict[int, bool]:
     "absent failures, at most 12 pushes per device per hour",
     ("PUSH",),
     "burst of admin actions",
-    server_clock=True,
+    server_clock="waits",
 )
 def push_rate(ev: Evidence) -> Verdict:
     limit = ev.push_limit

@@ -38,9 +38,10 @@ class Check:
     provoked_by: str  # what in the conformance scenario makes the server show it
     judge: Judge
     needs: tuple[str, ...] = ()  # server hooks without which it cannot be provoked
-    #: judged from how long the server waits: right only when the server's clock is the
-    #: run's (the reference server in process, or --rate 1)
-    server_clock: bool = False
+    #: judged from the server's clock: "reads" (what time it thinks it is: right when its
+    #: clock is bound to the run's, in process or by --server-cmd) or "waits" (how long it
+    #: waits: right in process or at --rate 1 only); None: not from its clock
+    server_clock: str | None = None
 
     @property
     def name(self) -> str:
@@ -66,7 +67,7 @@ def check(
     provoked_by: str,
     needs: tuple[str, ...] = ("push",),
     *,
-    server_clock: bool = False,
+    server_clock: str | None = None,
 ) -> Callable[[Judge], Judge]:
     def register(judge: Judge) -> Judge:
         CHECKS[id] = Check(id, slug, level, title, sources, provoked_by, judge, needs, server_clock)
@@ -118,9 +119,10 @@ def markdown() -> str:
         "Each check names the documents it rests on (keys in",
         "[protocol-decisions.md](protocol-decisions.md)) and what in the conformance scenario",
         "provokes it. A check whose server hook is missing is `skipped (no hook: NAME)`, never",
-        "passed. Checks marked *server clock* measure how long the server waits: against a",
-        "server in another process on virtual time they are `skipped` (not judged) unless run",
-        "with `--rate 1`, since virtual time leaps while the world is quiet.",
+        "passed. Checks marked *server clock* depend on the server's clock: against a server",
+        "in another process on virtual time they are `skipped` (not judged), since virtual",
+        "time leaps while the world is quiet; those on its *reads* are judged when dmemu",
+        "starts the server on its clock (`--server-cmd`), those on its *waits* at `--rate 1`.",
         "",
         "Generated from `emulator/conformance/` (`pytest --regen-golden`).",
     ]
@@ -130,7 +132,7 @@ def markdown() -> str:
         for c in ordered():
             if c.id[0] != letter:
                 continue
-            clock = " *(server clock)*" if c.server_clock else ""
+            clock = f" *(server clock: {c.server_clock})*" if c.server_clock else ""
             sources = "".join(f"[{k}]" for k in c.sources)
             title = c.title.replace("<", "&lt;").replace(">", "&gt;")  # <token> is no tag
             lines.append(

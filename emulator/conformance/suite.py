@@ -99,21 +99,35 @@ async def run_conformance(
         }
     # a server in another process waits on its own clock while virtual time leaps: a wait it
     # makes (Retry-After, back-off, a rate window) cannot be told from days of virtual time
-    own_clock = options.server_url is not None and options.rate != 1.0
+    unjudged = _unjudged(options)
     rows = []
     for c in checks:
         started = wall_seconds()
         verdict = _judge(c, evidence, missing)
-        if own_clock and c.server_clock and verdict.status in ("passed", "warning"):
-            verdict = Verdict("skipped", f"{OWN_CLOCK} (it would say: {verdict.reason})")
+        why = unjudged.get(c.server_clock or "")
+        if why is not None and verdict.status in ("passed", "warning"):
+            verdict = Verdict("skipped", f"{why} (it would say: {verdict.reason})")
         rows.append((c, replace(verdict, seconds=wall_seconds() - started)))
     return Report(result.server, rows, strict, result, result.notes)
 
 
 OWN_CLOCK = (
-    "not judged: the server waits on its own clock while virtual time leaps, so its waits "
-    "cannot be measured; run with --rate 1 (real time) to judge it"
+    "not judged: the server runs on its own clock while virtual time leaps; start it on "
+    "dmemu's with --server-cmd, or run with --rate 1 (real time)"
 )
+OWN_WAITS = (
+    "not judged: the server's clock reads follow dmemu's (--server-cmd), but its waits "
+    "take real time while virtual time leaps; run with --rate 1 to judge them"
+)
+
+
+def _unjudged(options: RunOptions) -> dict[str, str]:
+    """Which server-clock checks cannot be judged in this run, and why."""
+    if options.server_url is None or options.rate == 1.0:
+        return {}  # the reference server in process, or real time: its clock is the run's
+    if options.server_cmd is not None and options.rate is None:
+        return {"waits": OWN_WAITS}
+    return {"reads": OWN_CLOCK, "waits": OWN_CLOCK}
 
 
 def _judge(c: Check, evidence: Evidence, missing: set[str]) -> Verdict:
