@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from emulator.cli import main
+from emulator.clock import DAY
 from emulator.hooks import REFERENCE_HOOKS
 from tests.test_scenarios import SMALL, write
 
@@ -133,3 +135,24 @@ def test_conformance_judges_a_started_server_on_emulated_time(
     for check in waits:
         assert verdicts[check]["reason"].startswith("not judged: the server's clock reads follow")
     assert (tmp_path / "server.log").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_node_server_reads_emulated_time(tmp_path: Path) -> None:
+    """libfaketime binds any dynamically linked server, not only Python: a Node server run
+    by --server-cmd logs what Date.now() returned for each request, and every value lies in
+    the run's emulated days (January 2026), not in today's real date."""
+    node = shutil.which("node")
+    assert node, "node is on every machine of this project's kind (CI included)"
+    out = tmp_path / "out"
+    command = f"{node} {HERE / 'sut' / 'clock_server.js'} {{port}}"
+    argv = ["run", str(write(tmp_path, SMALL)), "--server", "http://127.0.0.1:{port}/omadm"]
+    main([*argv, "--server-cmd", command, "--idle-ms", "5", "--quiet", "--out", str(out)])
+    seen = [json.loads(line)["now"] for line in (out / "server.log").read_text().splitlines()]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    sessions = [e for e in events if e["event"] == "session.start"]
+    assert len(seen) > len(sessions) > 3  # the readiness probes and every session's POST
+    start, end = sessions[0]["t_ms"], sessions[-1]["t_ms"]
+    posts = seen[-len(sessions) :]
+    assert all(abs(t - s["t_ms"]) < 5_000 for t, s in zip(posts, sessions, strict=True))
+    assert end - start > DAY  # and it followed the run across its virtual days
