@@ -156,3 +156,20 @@ def test_a_node_server_reads_emulated_time(tmp_path: Path) -> None:
     posts = seen[-len(sessions) :]
     assert all(abs(t - s["t_ms"]) < 5_000 for t, s in zip(posts, sessions, strict=True))
     assert end - start > DAY  # and it followed the run across its virtual days
+
+
+def test_the_time_file_speaks_libfaketime(tmp_path: Path) -> None:
+    """The two forms the child's libfaketime reads: an offset from the host clock that puts it
+    at the virtual instant, and a start-at time with a speed for --rate."""
+    from emulator.clock import host_epoch_ms
+    from emulator.sut.faketime import TimeFile
+
+    times = TimeFile(tmp_path / "t.rc")
+    times.running(1_767_225_600_000, 3600.0)
+    assert (tmp_path / "t.rc").read_text() == "@2026-01-01 00:00:00 x3600\n"
+    times.follow(1_767_225_600_000)
+    offset = float((tmp_path / "t.rc").read_text())
+    assert abs(host_epoch_ms() / 1000 + offset - 1_767_225_600) < 1.0
+    env = times.env(Path("/lib/libfaketime.so.1"))
+    assert env["FAKETIME_TIMESTAMP_FILE"] == str(tmp_path / "t.rc")
+    assert env["FAKETIME_NO_CACHE"] == "1"
