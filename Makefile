@@ -32,8 +32,8 @@ ifeq ($(LIBFAKETIME),)
 endif
 
 test: $(STAMP) system-packages
-	$(BIN)/ruff check emulator tests bench
-	$(BIN)/ruff format --check emulator tests bench
+	$(BIN)/ruff check emulator tests bench docs/examples
+	$(BIN)/ruff format --check emulator tests bench docs/examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -82,6 +82,9 @@ class RunOptions:
     #: start the server under test on the run's clock (--server-cmd); server_url may then
     #: hold {port}
     server_cmd: ServerCommand | None = None
+    #: called with the run's clock as soon as it exists (the pytest plugin binds the test
+    #: process's time to it)
+    on_clock: Callable[[Clock], None] | None = None
     device_auth: ServerAuth = field(default_factory=ServerAuth)  # devices' auth to the server
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
     #: builds the in-process server (tests pass a variant with a known defect)
@@ -405,6 +408,8 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
         if options.rate is None
         else RealTimeClock(options.rate, start_ms=scenario.start_ms)
     )
+    if options.on_clock is not None:
+        options.on_clock(clock)
     world = World(scenario, options, clock)
     stream = options.progress_stream or sys.stderr
     if options.progress is None:

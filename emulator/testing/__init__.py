@@ -1,0 +1,1 @@
+"""dmemu inside a pytest suite: the fixtures of :mod:`emulator.testing.plugin`."""

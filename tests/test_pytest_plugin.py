@@ -1,0 +1,57 @@
+"""dmemu's pytest plugin (issue 17, part 2): its fixtures are there in any suite (entry point
+pytest11), the process's wall clock follows dmemu's while ``dmemu_time`` is active, and
+``dmemu_wns`` gives a fake WNS with the handles a test needs. The end-to-end example, a
+vendor-style server tested with ``dmemu_run``, is docs/examples/test_vendor_mdm.py."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+
+from emulator.clock import DAY, VirtualClock
+from emulator.testing.plugin import FakeWns, TimeBinding
+
+
+async def test_the_process_clock_follows_dmemu_and_the_fake_wns_answers(
+    dmemu_wns: FakeWns, dmemu_time: TimeBinding, dmemu_clock: VirtualClock
+) -> None:
+    """datetime.now() and time.time() read the virtual clock, through its leaps; a push to
+    a channel the fake WNS issued is received, and 410 once the channel is revoked."""
+    assert datetime.now(UTC) == datetime(2026, 1, 1, tzinfo=UTC)
+    await dmemu_wns.advance(DAY)
+    assert datetime.now(UTC) == datetime(2026, 1, 2, tzinfo=UTC)
+    assert time.time() == dmemu_clock.now() / 1000
+    uri = dmemu_wns.channel("dev-1")
+    app = dmemu_wns.app
+    async with aiohttp.ClientSession() as http:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": app.client_id,
+            "client_secret": app.secret,
+            "scope": "notify.windows.com",
+        }
+        async with http.post(dmemu_wns.token_url, data=form) as resp:
+            token = (await resp.json())["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "X-WNS-Type": "wns/raw",
+            "Content-Type": "application/octet-stream",
+        }
+        async with http.post(uri, data=b"x", headers=headers) as resp:
+            assert resp.status == 200
+        dmemu_wns.revoke(uri)
+        async with http.post(uri, data=b"x", headers=headers) as resp:
+            assert resp.status == 410
+    assert [r.status for r in dmemu_wns.pushes(uri)] == [200, 410]
+    assert len(dmemu_wns.token_requests()) == 1
+    assert datetime.now(UTC) - datetime(2026, 1, 2, tzinfo=UTC) < timedelta(seconds=1)
+
+
+def test_the_fixtures_come_with_dmemu(pytestconfig: object) -> None:
+    """Installed dmemu registers the plugin (pyproject's pytest11 entry point)."""
+    import importlib.metadata
+
+    points = importlib.metadata.entry_points(group="pytest11")
+    assert any(p.value == "emulator.testing.plugin" for p in points)
