@@ -60,6 +60,7 @@ def test_the_reference_server_runs_on_emulated_time(
         (f"{PY} -c 'import time; time.sleep(60)'", "did not answer"),
         ("no-such-program-dmemu --port {port}", "cannot run 'no-such-program-dmemu'"),
         (f"{PY} x.py {{nope}}", "unknown placeholder"),
+        (f"{PY} -c 'unbalanced", "No closing quotation"),
     ],
 )
 def test_a_server_that_does_not_come_up_is_exit_2(

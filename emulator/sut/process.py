@@ -73,10 +73,6 @@ class ServerProcess:
         self._atexit = self._kill_now
         atexit.register(self._atexit)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def _failure(self, what: str) -> ServerFailed:
         return ServerFailed(f"the server command {what}: {self.command}\n{tail(self.log)}")
 
@@ -98,17 +94,16 @@ class ServerProcess:
 
     async def stop(self, grace_s: float = GRACE_S) -> None:
         """SIGTERM to the server's process group, SIGKILL if it lingers past ``grace_s``."""
-        atexit.unregister(self._atexit)
-        if self.proc.returncode is not None:
-            return
-        self._signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), grace_s)
-        except TimeoutError:
-            self.killed = True
-            self._signal(signal.SIGKILL)
-            await self.proc.wait()
+        if self.proc.returncode is None:
+            self._signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace_s)
+            except TimeoutError:
+                self.killed = True
+                self._signal(signal.SIGKILL)
+                await self.proc.wait()
         self._signal(signal.SIGKILL)  # anything it left behind in its group
+        atexit.unregister(self._atexit)  # only now: a stop cut short still kills at exit
 
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -121,7 +116,10 @@ class ServerProcess:
 async def start_server(command: str, env: dict[str, str], log: Path) -> ServerProcess:
     """Start ``command`` (placeholders already filled) in a process group of its own, its
     stdout and stderr appended to ``log``."""
-    argv = shlex.split(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:  # an unbalanced quote
+        raise ServerFailed(f"--server-cmd {command!r}: {exc}") from None
     if not argv:
         raise ServerFailed("--server-cmd is empty")
     log.parent.mkdir(parents=True, exist_ok=True)
