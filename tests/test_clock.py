@@ -189,3 +189,26 @@ async def test_jump_from_inside_a_busy_handler_parks_its_hold() -> None:
         fired = await asyncio.wait_for(clock.jump(2 * DAY), timeout=5)
     assert (fired, out) == (1, ["day"])
     assert clock.busy_units == 0
+
+
+def test_the_wall_clock_follows_the_host_clock_when_it_leaps() -> None:
+    """dmemu mdm's clock reads the host's wall clock on every call, so a clock moved under
+    it (libfaketime under --server-cmd; freezegun here) carries it, timers included, and it
+    never runs backwards."""
+    from datetime import datetime
+
+    from freezegun import freeze_time
+
+    from emulator.clock import WallClock
+
+    fired: list[int] = []
+    with freeze_time("2026-01-01 00:00:00") as frozen:
+        clock = WallClock()
+        start = clock.now()
+        clock.call_at(start + HOUR, fired.append, 1)
+        frozen.move_to(datetime(2026, 1, 16))  # a leap of 15 days
+        assert clock.now() == start + 15 * DAY
+        assert clock.poll() == 1
+        assert fired == [1]
+        frozen.move_to(datetime(2026, 1, 2))  # set back: holds
+        assert clock.now() == start + 15 * DAY

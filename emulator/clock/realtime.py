@@ -80,9 +80,12 @@ class RealTimeClock(Scheduler):
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (sync use): poll() fires timers
             return
-        # +1 ms and ceil: when the host timer fires, now() has certainly reached `due`.
-        delay_s = math.ceil(max(0, due - self.now()) + 1) / self._rate / 1000
-        self._armed = loop.call_later(delay_s, self.poll)
+        self._armed = loop.call_later(self._delay_s(due), self.poll)
+
+    def _delay_s(self, due: int) -> float:
+        """Host seconds until emulated ``due`` (+1 ms and ceil: when the host timer fires,
+        now() has certainly reached it)."""
+        return math.ceil(max(0, due - self.now()) + 1) / self._rate / 1000
 
 
 class WallClock(RealTimeClock):
@@ -104,16 +107,5 @@ class WallClock(RealTimeClock):
         self._last = max(self._last, int(time.time() * 1000) + self._offset)
         return self._last
 
-    def _arm(self) -> None:
-        if self._armed is not None:
-            self._armed.cancel()
-            self._armed = None
-        due = self.next_due()
-        if due is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (sync use): poll() fires timers
-            return
-        delay_s = min(self.POLL_S, (max(0, due - self.now()) + 1) / 1000)
-        self._armed = loop.call_later(delay_s, self.poll)
+    def _delay_s(self, due: int) -> float:
+        return min(self.POLL_S, super()._delay_s(due))
