@@ -25,6 +25,7 @@ from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario.loader import load_scenario
 
 SUITE = Path(__file__).resolve().parents[2] / "scenarios" / "conformance" / "suite.yaml"
+WAITS_SUITE = SUITE.with_name("waits.yaml")  # D1-D4 paced, for --server-cmd
 SCHEMA = "dmemu.conformance/1"
 _log = structlog.get_logger("dmemu.conformance")
 
@@ -100,11 +101,13 @@ async def run_conformance(
     # a server in another process waits on its own clock while virtual time leaps: a wait it
     # makes (Retry-After, back-off, a rate window) cannot be told from days of virtual time
     unjudged = _unjudged(options)
+    by_kind = {"waits": await _waits_evidence(options, checks, push_limit)}
     rows = []
     for c in checks:
         started = wall_seconds()
-        verdict = _judge(c, evidence, missing)
-        why = unjudged.get(c.server_clock or "")
+        paced = by_kind.get(c.server_clock or "")
+        verdict = _judge(c, paced or evidence, missing)
+        why = None if paced else unjudged.get(c.server_clock or "")
         if why is not None and verdict.status in ("passed", "warning"):
             verdict = Verdict("skipped", f"{why} (it would say: {verdict.reason})")
         rows.append((c, replace(verdict, seconds=wall_seconds() - started)))
@@ -115,10 +118,23 @@ OWN_CLOCK = (
     "not judged: the server runs on its own clock while virtual time leaps; start it on "
     "dmemu's with --server-cmd, or run with --rate 1 (real time)"
 )
-OWN_WAITS = (
-    "not judged: the server's clock reads follow dmemu's (--server-cmd), but its waits "
-    "take real time while virtual time leaps; run with --rate 1 to judge them"
-)
+#: emulated seconds per real second of the waits run (two emulated hours in 12 s)
+WAITS_RATE = 600.0
+
+
+async def _waits_evidence(
+    options: RunOptions, checks: list[Check], push_limit: int
+) -> Evidence | None:
+    """For a server dmemu started on virtual time (--server-cmd), the waits checks (D1-D4)
+    are judged on a second, short run in real time at ``WAITS_RATE`` (the server's clock
+    and sleeps at that rate too, through libfaketime): there its waits are measured right.
+    None when that run is not needed."""
+    waits = [c for c in checks if c.server_clock == "waits"]
+    if not waits or options.server_cmd is None or options.rate is not None:
+        return None
+    paced = replace(options, record_exchanges=True, rate=WAITS_RATE, announce=None)
+    result = await run_scenario(load_scenario(WAITS_SUITE), paced)
+    return Evidence(result, push_limit=push_limit)
 
 
 def _unjudged(options: RunOptions) -> dict[str, str]:
@@ -126,8 +142,9 @@ def _unjudged(options: RunOptions) -> dict[str, str]:
     if options.server_url is None or options.rate == 1.0:
         return {}  # the reference server in process, or real time: its clock is the run's
     if options.server_cmd is not None:
-        # started on the run's clock: at --rate R its sleeps run R times as fast too
-        return {} if options.rate is not None else {"waits": OWN_WAITS}
+        # started on the run's clock: its reads follow it, and its waits are judged at a
+        # rate (the whole run's --rate R, or the paced waits run: _waits_evidence)
+        return {}
     return {"reads": OWN_CLOCK, "waits": OWN_CLOCK}
 
 
