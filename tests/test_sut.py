@@ -137,22 +137,29 @@ def test_conformance_judges_a_started_server_on_emulated_time(
 
 
 @pytest.mark.timeout(120)
-def test_a_started_server_that_ignores_retry_after_fails_d1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("check", "verdict"),
+    [("D1", "failed"), ("D2", "warning"), ("D4", "warning")],
+)
+def test_a_started_server_that_waits_wrong_fails_the_check(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    check: str,
+    verdict: str,
 ) -> None:
-    """A standalone server that resends a throttled push after one second, whatever
-    Retry-After says, fails D1 under --server-cmd (on virtual time alone it would pass: its
-    one second spans a leap of time)."""
+    """Standalone servers with one defect each, started by --server-cmd: one that resends a
+    throttled push after a second whatever Retry-After says (D1), one that never retries a
+    503 (D2), one with no hourly push limit (D4). Each fails its check (a SHOULD warns) on
+    the paced waits run; on virtual time alone their waits would span leaps of time."""
     monkeypatch.setenv("PYTHONPATH", str(HERE.parent))
-    command = f"{PY} {HERE / 'sut' / 'defective_mdm.py'} D1 {{port}} {{wns_url}}"
-    argv = ["conformance", "--server", OMADM, "--server-cmd", command, "--only", "D1,D3"]
-    argv += ["--hooks", str(REFERENCE_HOOKS), "--idle-ms", "5", "--quiet", "--out", str(tmp_path)]
-    assert main(argv) == 1
-    data = json.loads((tmp_path / "conformance.json").read_text())
-    verdicts = {c["id"]: c for c in data["checks"]}
-    assert verdicts["D1"]["verdict"] == "failed"
-    assert verdicts["D1"]["evidence"][0]["rule"].startswith("D1")
-    assert verdicts["D3"]["verdict"] == "passed"
+    command = f"{PY} {HERE / 'sut' / 'defective_mdm.py'} {check} {{port}} {{wns_url}}"
+    argv = ["conformance", "--server", OMADM, "--server-cmd", command, "--only", check]
+    argv += ["--hooks", str(REFERENCE_HOOKS), "--idle-ms", "5", "--quiet", "--strict"]
+    assert main([*argv, "--out", str(tmp_path)]) == 1
+    (found,) = json.loads((tmp_path / "conformance.json").read_text())["checks"]
+    assert found["verdict"] == verdict, found
+    assert found["evidence"][0]["rule"].startswith(check)
 
 
 @pytest.mark.timeout(60)
