@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -188,14 +189,16 @@ def stop_on_sigterm() -> Iterator[None]:
     it ends with what it has (asyncio.run already turns Ctrl-C into that cancellation)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    if task is None:
+    # signal handlers need the main thread and a Unix event loop (tests may call run() from
+    # elsewhere): without them SIGTERM keeps its default action
+    if (
+        task is None
+        or sys.platform == "win32"
+        or threading.current_thread() is not threading.main_thread()
+    ):
         yield
         return
-    try:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
-        yield
-        return
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         yield
     finally:

@@ -6,8 +6,8 @@ suite of a project that depends on dmemu:
 * ``dmemu_clock``: a :class:`~emulator.clock.VirtualClock` for the test;
 * ``dmemu_wns``: a fake WNS on a loopback port, on that clock (:class:`FakeWns`: its URLs,
   the demo app, channels, what was pushed, revocation, faults, ``await advance(ms)``);
-* ``dmemu_time``: while active, the test process's ``datetime.now()``, ``time.time()`` and
-  friends read ``dmemu_clock`` (freezegun, with asyncio left on real time), so a Python
+* ``dmemu_time``: while active, the test process's wall clock (``datetime``, the ``time``
+  module and friends) reads ``dmemu_clock`` (freezegun, with asyncio left on real time), so a Python
   server under test in the same process lives on emulated time;
 * ``dmemu_run``: ``await dmemu_run(scenario, server_url=..., hooks=...)`` runs a scenario's
   fleet against your server, the process's time bound to the run's clock for its length,
