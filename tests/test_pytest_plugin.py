@@ -9,9 +9,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import pytest
 
 from emulator.clock import DAY, VirtualClock
-from emulator.testing.plugin import FakeWns, TimeBinding
+from emulator.testing.plugin import FakeWns, Runner, TimeBinding
 
 
 async def test_the_process_clock_follows_dmemu_and_the_fake_wns_answers(
@@ -55,3 +56,8 @@ def test_the_fixtures_come_with_dmemu(pytestconfig: object) -> None:
 
     points = importlib.metadata.entry_points(group="pytest11")
     assert any(p.value == "emulator.testing.plugin" for p in points)
+
+
+async def test_dmemu_run_takes_a_server_url_or_an_app(dmemu_run: Runner) -> None:
+    with pytest.raises(TypeError, match="server_url or app"):
+        await dmemu_run("name: x\n")

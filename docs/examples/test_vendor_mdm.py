@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 
 import aiohttp
-from aiohttp import web
 
 from emulator.hooks import HooksFile
 from emulator.testing.plugin import Runner
@@ -62,21 +61,10 @@ async def test_tokens_410_and_pfn_reset_on_a_virtual_month(dmemu_run: Runner) ->
         client_secret=DEMO_APP.secret,
         pfn=DEMO_APP.pfn,
     )
-    runner = web.AppRunner(server.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with aiohttp.ClientSession() as server.http:
-            outcome = await dmemu_run(
-                SCENARIO,
-                server_url=f"http://127.0.0.1:{port}/omadm",
-                hooks=HOOKS,
-                wns_port=wns_port,
-            )
-    finally:
-        await runner.cleanup()
+    async with aiohttp.ClientSession() as server.http:
+        outcome = await dmemu_run(
+            SCENARIO, app=server.app(), path="/omadm", hooks=HOOKS, wns_port=wns_port
+        )
     assert outcome.passed, outcome.failures()
     tokens = outcome.events("wns.token")
     # day 1 (reused an hour later), day 2 (the first expired after 24 emulated hours), day 31

@@ -7,11 +7,12 @@ suite of a project that depends on dmemu:
 * ``dmemu_wns``: a fake WNS on a loopback port, on that clock (:class:`FakeWns`: its URLs,
   the demo app, channels, what was pushed, revocation, faults, ``await advance(ms)``);
 * ``dmemu_time``: while active, the test process's wall clock (``datetime``, the ``time``
-  module and friends) reads ``dmemu_clock`` (freezegun, with asyncio left on real time), so a Python
-  server under test in the same process lives on emulated time;
-* ``dmemu_run``: ``await dmemu_run(scenario, server_url=..., hooks=...)`` runs a scenario's
-  fleet against your server, the process's time bound to the run's clock for its length,
-  and returns the result with each expectation's verdict.
+  module and friends) reads ``dmemu_clock`` (freezegun, with asyncio left on real time),
+  so a Python server under test in the same process lives on emulated time;
+* ``dmemu_run``: ``await dmemu_run(scenario, server_url=..., hooks=...)`` (or ``app=`` an
+  aiohttp application, served for the run) runs a scenario's fleet against your server,
+  the process's time bound to the run's clock for its length, and returns the result with
+  each expectation's verdict.
 
 What it covers: a server's clock *reads* follow emulated time exactly. Its own sleeps and
 timers run on asyncio's real clock, so a wait it makes is real time while emulated time
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from freezegun import freeze_time
 
 from emulator.clock import Clock, VirtualClock
@@ -35,6 +37,7 @@ from emulator.hooks import HooksFile, load_hooks
 from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario.expect import Verdict, judge_all
 from emulator.scenario.loader import load_scenario
+from emulator.serving import listen
 from emulator.wns.config import DEMO_APP
 from emulator.wns.models import App, Channel, RequestRecord
 from emulator.wns.server import RunningWns, start_wns
@@ -174,17 +177,31 @@ def dmemu_run(tmp_path: Path) -> Runner:
     async def run(
         scenario: str | Path,
         *,
-        server_url: str,
+        server_url: str | None = None,
+        app: web.Application | None = None,
+        path: str = "/",
         hooks: HooksFile | Path | None = None,
         idle_ms: int = 5,
         **options: Any,
     ) -> RunOutcome:
-        """Run ``scenario`` (a path, or YAML text) against ``server_url``, with the test
-        process's time bound to the run's clock while it runs."""
-        path = Path(scenario) if isinstance(scenario, Path) else tmp_path / "scenario.yaml"
+        """Run ``scenario`` (a path, or YAML text) against ``server_url``, or against an
+        aiohttp ``app`` served here on a loopback port for the run (its OMA-DM endpoint at
+        ``path``), with the test process's time bound to the run's clock while it runs."""
+        if (server_url is None) == (app is None):
+            raise TypeError("dmemu_run takes server_url or app, one of them")
+        if app is not None:
+            served = await listen(app)
+            try:
+                return await run(
+                    scenario, server_url=served.url + path, hooks=hooks, idle_ms=idle_ms, **options
+                )
+            finally:
+                await served.runner.cleanup()
+        assert server_url is not None
+        file = Path(scenario) if isinstance(scenario, Path) else tmp_path / "scenario.yaml"
         if not isinstance(scenario, Path):
-            path.write_text(scenario, encoding="utf-8")
-        loaded = load_scenario(path)
+            file.write_text(scenario, encoding="utf-8")
+        loaded = load_scenario(file)
         bindings: list[TimeBinding] = []
         run_options = RunOptions(
             server_url=server_url,
