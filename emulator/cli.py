@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay a scenario (YAML fleet, timeline, expectations) on virtual time",
         description="Build the scenario's world (fake WNS, fleet, and the reference server or "
         "--server), run it, print a summary; exit 0 when every expectation holds, 1 when one "
-        "fails, 2 for bad input.",
+        "fails, 2 for bad input, 130 when stopped by Ctrl-C or SIGTERM (results so far kept).",
     )
     run.add_argument("scenario", type=Path, help="scenario file (YAML)")
     _add_world_args(run)
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade an MDM server's push handling (checks A1-E4 of conformance.md)",
         description="Run the conformance scenario against the reference server or --server, "
         "print a verdict per check; exit 0 when every MUST passes (and every SHOULD under "
-        "--strict), 1 otherwise, 2 for bad input.",
+        "--strict), 1 otherwise, 2 for bad input, 130 when stopped by Ctrl-C or SIGTERM.",
     )
     _add_world_args(conf)
     conf.add_argument("--only", help="check ids or names, comma-separated (e.g. A3,C5)")

@@ -11,11 +11,13 @@ import sys
 from emulator.conformance.suite import render, run_conformance, select, write_report
 from emulator.scenario.commands import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
     WorldError,
     run_options,
+    stop_on_sigterm,
     world_error,
 )
 from emulator.scenario.loader import ScenarioError
@@ -34,9 +36,10 @@ async def conformance(args: argparse.Namespace) -> int:
     target = args.server or "the built-in reference server"
     print(f"dmemu conformance: {len(checks)} checks against {target}", flush=True)
     try:
-        report = await run_conformance(
-            options, checks, strict=args.strict, push_limit=args.push_limit
-        )
+        with stop_on_sigterm():
+            report = await run_conformance(
+                options, checks, strict=args.strict, push_limit=args.push_limit
+            )
     except ScenarioError as exc:  # the shipped suite itself is broken: our bug, said plainly
         print(f"dmemu: error: the conformance scenario is invalid:\n{exc}", file=err)
         return EXIT_USAGE
@@ -47,4 +50,7 @@ async def conformance(args: argparse.Namespace) -> int:
     if args.out is not None:
         paths = write_report(args.out, report)
         print("wrote " + ", ".join(str(p) for p in paths))
+    if not report.result.complete:  # Ctrl-C or SIGTERM: verdicts on what it saw, kept
+        print("dmemu: interrupted; the verdicts rest on a partial run", file=err)
+        return EXIT_INTERRUPTED
     return EXIT_OK if report.passed() else EXIT_FAILED

@@ -39,8 +39,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def passed(self) -> bool:
+        """Every MUST passed (every SHOULD too when strict), on a run that went to its end."""
         bad = {"failed", "warning"} if self.strict else {"failed"}
-        return not any(v.status in bad for _, v in self.rows)
+        return self.result.complete and not any(v.status in bad for _, v in self.rows)
 
     def as_json(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -50,6 +51,7 @@ class Report:
             "schema": SCHEMA,
             "server": self.server,
             "strict": self.strict,
+            "complete": self.result.complete,  # False: stopped by Ctrl-C or SIGTERM
             "passed": self.passed(),
             "counts": dict(sorted(counts.items())),
             "checks": [
