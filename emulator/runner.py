@@ -82,9 +82,9 @@ class RunOptions:
     #: start the server under test on the run's clock (--server-cmd); server_url may then
     #: hold {port}
     server_cmd: ServerCommand | None = None
-    #: called with the run's clock as soon as it exists (the pytest plugin binds the test
-    #: process's time to it)
-    on_clock: Callable[[Clock], None] | None = None
+    #: the virtual clock to run on (starting at the scenario's start), made beforehand by a
+    #: caller that binds other things to it (the pytest plugin); None: a fresh one
+    clock: VirtualClock | None = None
     device_auth: ServerAuth = field(default_factory=ServerAuth)  # devices' auth to the server
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
     #: builds the in-process server (tests pass a variant with a known defect)
@@ -403,13 +403,15 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
     """Run ``scenario`` to its end and return the merged log (raises OSError if a port
     cannot be opened)."""
     started = wall_seconds()
-    clock: VirtualClock | RealTimeClock = (
-        VirtualClock(scenario.start_ms)
-        if options.rate is None
-        else RealTimeClock(options.rate, start_ms=scenario.start_ms)
-    )
-    if options.on_clock is not None:
-        options.on_clock(clock)
+    clock: VirtualClock | RealTimeClock
+    if options.clock is not None:
+        if options.rate is not None or options.clock.now() != scenario.start_ms:
+            raise ValueError("RunOptions.clock: a virtual clock at the scenario's start, no rate")
+        clock = options.clock
+    elif options.rate is None:
+        clock = VirtualClock(scenario.start_ms)
+    else:
+        clock = RealTimeClock(options.rate, start_ms=scenario.start_ms)
     world = World(scenario, options, clock)
     stream = options.progress_stream or sys.stderr
     if options.progress is None:

@@ -61,3 +61,37 @@ def test_the_fixtures_come_with_dmemu(pytestconfig: object) -> None:
 async def test_dmemu_run_takes_a_server_url_or_an_app(dmemu_run: Runner) -> None:
     with pytest.raises(TypeError, match="server_url or app"):
         await dmemu_run("name: x\n")
+
+
+async def test_a_server_on_the_clock_loop_wakes_at_its_emulated_instant(
+    dmemu_clock: VirtualClock,
+) -> None:
+    """A server on a ClockLoop (dmemu_run's app=): its asyncio.sleep(3600) ends exactly an
+    emulated hour later, the clock stopping there although it has no timer of its own, and
+    leaping on to the end of the day afterwards."""
+    import asyncio
+
+    from aiohttp import web
+
+    from emulator.testing.loop import serve_on_clock
+
+    woke: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def later() -> None:
+        await asyncio.sleep(3600)
+        woke.append(asyncio.get_running_loop().time())
+
+    async def handler(request: web.Request) -> web.Response:
+        tasks.append(asyncio.create_task(later()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    start = dmemu_clock.now()
+    with serve_on_clock(app, dmemu_clock) as served:
+        async with aiohttp.ClientSession() as http, http.get(served.url) as resp:
+            assert resp.status == 200
+        await dmemu_clock.run_async(start + DAY)
+    assert woke == [start / 1000 + 3600]
+    assert dmemu_clock.now() == start + DAY

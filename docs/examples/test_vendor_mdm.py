@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import socket
 
-import aiohttp
-
 from emulator.hooks import HooksFile
 from emulator.testing.plugin import Runner
 from emulator.wns.config import DEMO_APP
@@ -30,6 +28,8 @@ timeline:
   - {at: "day 31 10:00", do: push, target: {group: stuck}}   # 410: the channel expired
   - {at: "day 31 11:00", do: push, target: {group: stuck}}   # not sent: that channel is gone
   - {at: "day 32 12:00", do: push, target: {group: stuck}}   # after the PFN was set again
+  - {at: "day 33 09:00", do: wns_fault, status: 503, count: 1, retry_after: 600s}
+  - {at: "day 33 10:00", do: push, target: {group: stuck}}   # 503: retried 600 s later
 expect:
   - expect: no_push_after_gone
   - {expect: count, event: wns.notify, where: {status: 410}, min: 1, max: 1}
@@ -61,10 +61,9 @@ async def test_tokens_410_and_pfn_reset_on_a_virtual_month(dmemu_run: Runner) ->
         client_secret=DEMO_APP.secret,
         pfn=DEMO_APP.pfn,
     )
-    async with aiohttp.ClientSession() as server.http:
-        outcome = await dmemu_run(
-            SCENARIO, app=server.app(), path="/omadm", hooks=HOOKS, wns_port=wns_port
-        )
+    outcome = await dmemu_run(
+        SCENARIO, app=server.app(), path="/omadm", hooks=HOOKS, wns_port=wns_port
+    )
     assert outcome.passed, outcome.failures()
     tokens = outcome.events("wns.token")
     # day 1 (reused an hour later), day 2 (the first expired after 24 emulated hours), day 31
@@ -74,5 +73,8 @@ async def test_tokens_410_and_pfn_reset_on_a_virtual_month(dmemu_run: Runner) ->
     pfn_sets = outcome.events("device.pfn_set")
     gone = next(e for e in outcome.events("wns.notify") if e["status"] == 410)
     assert pfn_sets[-1]["t_ms"] > gone["t_ms"]  # the PFN was set again after the 410
-    last = outcome.events("wns.notify")[-1]
-    assert (last["status"], last["outcome"]) == (200, "received")
+    *_, unavailable, retried = outcome.events("wns.notify")
+    assert unavailable["status"] == 503
+    # its asyncio.sleep(600) ran on the run's clock: the retry is 600 s later to the ms
+    assert retried["t_ms"] - unavailable["t_ms"] == 600_000
+    assert (retried["status"], retried["outcome"]) == (200, "received")

@@ -2,13 +2,16 @@
 the push PFN and read the ChannelURI, and an admin endpoint that pushes a device through WNS.
 
 It keeps a WNS access token until 5 minutes before it expires (read from ``datetime.now``),
-refreshes it once on a 401, sets the PFN again after a 410, and never pushes to a ChannelURI
-that answered 410. ``test_vendor_mdm.py`` beside it tests that with dmemu's pytest plugin.
+refreshes it once on a 401, retries a 406 or 503 once its Retry-After has passed
+(``asyncio.sleep``), sets the PFN again after a 410, and never pushes to a ChannelURI that
+answered 410. ``test_vendor_mdm.py`` beside it tests that with dmemu's pytest plugin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +41,7 @@ class VendorMdm:
     token: str | None = None
     token_expires: datetime | None = None
     http: aiohttp.ClientSession | None = None
+    retries: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def push_node(self) -> str:
@@ -47,7 +51,14 @@ class VendorMdm:
         app = web.Application()
         app.router.add_post("/omadm", self.omadm)
         app.router.add_post("/admin/devices/{device_id}/push", self.push)
+        app.cleanup_ctx.append(self._client)
         return app
+
+    async def _client(self, app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as self.http:  # on the server's own event loop
+            yield
+        for task in self.retries:
+            task.cancel()
 
     # -- OMA-DM -----------------------------------------------------------------------------
     async def omadm(self, request: web.Request) -> web.Response:
@@ -98,12 +109,24 @@ class VendorMdm:
         device = self.devices.get(request.match_info["device_id"])
         if device is None or device.channel is None or device.gone:
             return web.json_response({"pushed": False, "why": "no usable channel"}, status=409)
-        status = await self._post(device.channel, await self._token())
+        status, retry_after = await self._send(device)
+        if retry_after is not None:  # 406/503: try again once Retry-After has passed
+            self.retries.append(asyncio.create_task(self._retry_later(device, retry_after)))
+        return web.json_response({"pushed": status == 200, "wns_status": status})
+
+    async def _send(self, device: Device) -> tuple[int, int | None]:
+        assert device.channel is not None
+        status, retry_after = await self._post(device.channel, await self._token())
         if status == 401:  # the token was refused: one refresh, one resend
-            status = await self._post(device.channel, await self._token(force=True))
+            status, retry_after = await self._post(device.channel, await self._token(force=True))
         if status in (404, 410):
             device.gone, device.needs_pfn = True, True
-        return web.json_response({"pushed": status == 200, "wns_status": status})
+        return status, retry_after if status in (406, 503) else None
+
+    async def _retry_later(self, device: Device, seconds: int) -> None:
+        await asyncio.sleep(seconds)
+        if device.channel is not None and not device.gone:
+            await self._send(device)
 
     async def _token(self, *, force: bool = False) -> str:
         now = datetime.now(UTC)
@@ -123,7 +146,7 @@ class VendorMdm:
         self.token_expires = now + lifetime - timedelta(minutes=5)
         return self.token
 
-    async def _post(self, channel: str, token: str) -> int:
+    async def _post(self, channel: str, token: str) -> tuple[int, int | None]:
         assert self.http is not None
         headers = {
             "Authorization": f"Bearer {token}",
@@ -132,7 +155,8 @@ class VendorMdm:
             "X-WNS-Cache-Policy": "cache",
         }
         async with self.http.post(channel, data=b"sync", headers=headers) as resp:
-            return resp.status
+            wait = resp.headers.get("Retry-After")
+            return resp.status, int(wait) if wait and wait.isdigit() else None
 
 
 def _status(cmd_id: int, msg_ref: str | None, cmd_ref: str | None, cmd: str) -> str:

@@ -33,6 +33,7 @@ class VirtualClock(Scheduler):
         super().__init__()
         self._now = int(start_ms)
         self._watchers: list[Callable[[int], None]] = []
+        self._sources: list[Callable[[], int | None]] = []  # timers kept elsewhere
         # Event-loop turns at each instant before time may move on. Correctness does not need
         # them (spawned tasks and woken sleepers hold the clock busy from the instant they
         # start); one turn keeps other tasks, such as the control API, served during a run.
@@ -103,12 +104,29 @@ class VirtualClock(Scheduler):
         """
         fired = 0
         await self.wait_quiet()
-        while (due := self._due_by(until)) is not None:
+        while (due := self._next_stop(until)) is not None:
+            if due > self._now:
+                self._moved(due)
             fired += self._run_due(due)
             await self.wait_quiet()
         self._reach(until)
         await self.wait_quiet()
         return fired
+
+    def add_timer_source(self, next_due: Callable[[], int | None]) -> None:
+        """Timers kept elsewhere on this clock (an in-process server's event loop, see
+        :mod:`emulator.testing.loop`): ``run_async`` stops at each of them too, so a wait of
+        that server ends at its own instant, not at whatever instant comes next here."""
+        self._sources.append(next_due)
+
+    def _next_stop(self, until: int | None) -> int | None:
+        """The next instant to move to: this clock's next timer or a source's, by ``until``."""
+        due = self.next_due()
+        for source in self._sources:
+            other = source()
+            if other is not None and other > self._now and (due is None or other < due):
+                due = other
+        return None if due is None or (until is not None and due > until) else due
 
     async def jump(self, ms: int) -> int:
         if ms < 0:

@@ -14,14 +14,16 @@ suite of a project that depends on dmemu:
   the process's time bound to the run's clock for its length, and returns the result with
   each expectation's verdict.
 
-What it covers: a server's clock *reads* follow emulated time exactly. Its own sleeps and
-timers run on asyncio's real clock, so a wait it makes is real time while emulated time
-leaps (see ``docs/testing-with-pytest.md`` and its example).
+What it covers: a server's clock *reads* follow emulated time exactly. A server given as
+``app=`` also runs on an event loop on the run's clock (:mod:`emulator.testing.loop`), so its
+own sleeps and timers end at their emulated instants; one reached by ``server_url`` waits
+real time while emulated time leaps (see ``docs/testing-with-pytest.md``).
 Must not: hold protocol logic; it wires dmemu's parts for a test.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +39,7 @@ from emulator.hooks import HooksFile, load_hooks
 from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario.expect import Verdict, judge_all
 from emulator.scenario.loader import load_scenario
-from emulator.serving import listen
+from emulator.testing.loop import serve_on_clock
 from emulator.wns.config import DEMO_APP
 from emulator.wns.models import App, Channel, RequestRecord
 from emulator.wns.server import RunningWns, start_wns
@@ -185,37 +187,32 @@ def dmemu_run(tmp_path: Path) -> Runner:
         **options: Any,
     ) -> RunOutcome:
         """Run ``scenario`` (a path, or YAML text) against ``server_url``, or against an
-        aiohttp ``app`` served here on a loopback port for the run (its OMA-DM endpoint at
-        ``path``), with the test process's time bound to the run's clock while it runs."""
+        aiohttp ``app`` served for the run from an event loop on the run's clock (its
+        OMA-DM endpoint at ``path``: its sleeps and timers then end at their emulated
+        instants), with the test process's wall clock bound to the run's while it runs."""
         if (server_url is None) == (app is None):
             raise TypeError("dmemu_run takes server_url or app, one of them")
-        if app is not None:
-            served = await listen(app)
-            try:
-                return await run(
-                    scenario, server_url=served.url + path, hooks=hooks, idle_ms=idle_ms, **options
-                )
-            finally:
-                await served.runner.cleanup()
-        assert server_url is not None
         file = Path(scenario) if isinstance(scenario, Path) else tmp_path / "scenario.yaml"
         if not isinstance(scenario, Path):
             file.write_text(scenario, encoding="utf-8")
         loaded = load_scenario(file)
-        bindings: list[TimeBinding] = []
-        run_options = RunOptions(
-            server_url=server_url,
-            hooks=load_hooks(hooks) if isinstance(hooks, Path) else hooks,
-            idle_ms=idle_ms,
-            progress=False,
-            on_clock=lambda clock: bindings.append(TimeBinding(clock)),
-            **options,
-        )
+        clock = VirtualClock(loaded.start_ms)
+        binding = TimeBinding(clock)
         try:
-            result = await run_scenario(loaded, run_options)
+            with contextlib.ExitStack() as serving:
+                if app is not None:
+                    server_url = serving.enter_context(serve_on_clock(app, clock)).url + path
+                run_options = RunOptions(
+                    server_url=server_url,
+                    hooks=load_hooks(hooks) if isinstance(hooks, Path) else hooks,
+                    idle_ms=idle_ms,
+                    progress=False,
+                    clock=clock,
+                    **options,
+                )
+                result = await run_scenario(loaded, run_options)
         finally:
-            for binding in bindings:
-                binding.stop()
+            binding.stop()
         verdicts = judge_all(loaded.expectations, result.events, result.group_of, result.end_ms)
         return RunOutcome(result, verdicts)
 

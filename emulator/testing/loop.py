@@ -1,0 +1,150 @@
+"""An in-process server whose own event loop runs on dmemu's virtual clock.
+
+Owns: :class:`ClockLoop`, an asyncio event loop whose ``time()`` is a dmemu clock's, woken
+each time that clock moves and telling the clock about its own timers; and
+:func:`serve_on_clock`, which serves an aiohttp application on such a loop in a thread of
+its own for the length of a run.
+Must not: change dmemu's own loop (the world keeps real-time asyncio for its plumbing).
+
+Theory of operation. The server's ``await asyncio.sleep(600)`` (a Retry-After, a back-off)
+schedules a handle at ``loop.time() + 600``, which is virtual. The loop registers its timers
+with the virtual clock (:meth:`~emulator.clock.VirtualClock.add_timer_source`), so the clock
+stops at that instant instead of leaping past it; when it gets there it wakes the loop
+(``call_soon_threadsafe``), whose next turn sees the handle due and runs it; the clock does
+not move on until it has (a quiet check). The server's waits are therefore exact in emulated
+time, like the built-in server's. Its clock *reads*
+come from freezegun (``dmemu_time``), the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import math
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from emulator.clock import VirtualClock, wall_seconds
+from emulator.serving import Listening, listen
+
+SETTLE_S = 0.05  # host seconds a server's timer has, once run, before time may move on
+
+
+class ClockLoop(asyncio.SelectorEventLoop):
+    """An event loop on a virtual clock's time (seconds), for a server under test."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        # the clock counts whole ms; asyncio runs handles due before time() + resolution, and
+        # at epoch seconds its default (1 ns) vanishes in float rounding: due-now never ran
+        self._clock_resolution = 0.001
+        self._virtual = clock
+        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._fired: set[int] = set()  # timers (by seq) whose callback has run
+        self._last_fired = 0.0  # host seconds
+        self._seq = 0
+        clock.watch(self._moved)
+        clock.add_timer_source(self.next_due_ms)
+        clock.add_quiet_check(self.quiet)
+
+    def time(self) -> float:
+        return self._virtual.now() / 1000
+
+    def call_at(  # type: ignore[override]  # the same signature, without typeshed's TypeVarTuple
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if not _from_server_code():  # aiohttp's own keep-alive and cleanup timers: no stops
+            return super().call_at(when, callback, *args, context=context)
+        self._seq += 1
+        seq = self._seq
+        handle = super().call_at(when, self._fire, seq, callback, *args, context=context)
+        heapq.heappush(self._timers, (when, seq, handle))
+        while self._timers and (
+            self._timers[0][2].cancelled() or self._timers[0][1] in self._fired
+        ):
+            self._fired.discard(heapq.heappop(self._timers)[1])  # pruned on the loop's thread
+        return handle
+
+    def _fire(self, seq: int, callback: Callable[..., object], *args: Any) -> None:
+        self._fired.add(seq)
+        self._last_fired = wall_seconds()
+        callback(*args)
+
+    def _pending(self) -> list[float]:
+        return [
+            when
+            for when, seq, handle in list(self._timers)
+            if not handle.cancelled() and seq not in self._fired
+        ]
+
+    def next_due_ms(self) -> int | None:
+        """The earliest live timer of this loop, in clock ms (read from the clock's thread)."""
+        pending = self._pending()
+        return math.ceil(min(pending) * 1000) if pending else None
+
+    def quiet(self) -> bool:
+        """A quiet check for the clock: no timer of this loop is due and unrun, and the last
+        one to run had ``SETTLE_S`` to start what it does (a push reaches WNS, whose idle
+        window then holds the clock)."""
+        now = self.time()
+        if any(when <= now for when in self._pending()):
+            return False
+        return wall_seconds() - self._last_fired >= SETTLE_S
+
+    def _moved(self, now_ms: int) -> None:
+        if not self.is_closed():
+            self.call_soon_threadsafe(_nothing)  # a turn: handles now due get run
+
+    def close(self) -> None:
+        self._timers.clear()  # the clock stops at none of them any more
+        super().close()
+
+
+def _nothing() -> None:
+    pass
+
+
+#: modules whose timers are plumbing, not the server's own waits (they still run on the
+#: loop's virtual time, but the clock does not stop for them)
+_PLUMBING = ("aiohttp", "emulator", "yarl", "multidict")
+
+
+def _from_server_code() -> bool:
+    """Whether the timer being scheduled comes from the server's code: the first caller
+    outside asyncio is not aiohttp (or dmemu) plumbing."""
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return True
+        module = str(frame.f_globals.get("__name__", ""))
+        if module != "asyncio" and not module.startswith("asyncio."):
+            return not module.startswith(_PLUMBING)
+        frame = frame.f_back  # type: ignore[assignment]
+    return True
+
+
+@contextmanager
+def serve_on_clock(app: web.Application, clock: VirtualClock) -> Iterator[Listening]:
+    """Serve ``app`` on a loopback port from a :class:`ClockLoop` in a thread of its own,
+    until the block ends."""
+    loop = ClockLoop(clock)
+    thread = threading.Thread(target=loop.run_forever, name="dmemu-server-on-clock", daemon=True)
+    thread.start()
+    served = asyncio.run_coroutine_threadsafe(listen(app), loop).result(timeout=30)
+    try:
+        yield served
+    finally:
+        asyncio.run_coroutine_threadsafe(served.runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
