@@ -5,8 +5,11 @@ vendor-style server tested with ``dmemu_run``, is docs/examples/test_vendor_mdm.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
@@ -63,24 +66,8 @@ async def test_dmemu_run_takes_a_server_url_or_an_app(dmemu_run: Runner) -> None
         await dmemu_run("name: x\n")
 
 
-async def test_a_server_on_the_clock_loop_wakes_at_its_emulated_instant(
-    dmemu_clock: VirtualClock,
-) -> None:
-    """A server on a ClockLoop (dmemu_run's app=): its asyncio.sleep(3600) ends exactly an
-    emulated hour later, the clock stopping there although it has no timer of its own, and
-    leaping on to the end of the day afterwards."""
-    import asyncio
-
+def _aiohttp_app(later: Callable[[], Awaitable[None]], tasks: list[Any]) -> object:
     from aiohttp import web
-
-    from emulator.testing.loop import serve_on_clock
-
-    woke: list[float] = []
-    tasks: list[asyncio.Task[None]] = []
-
-    async def later() -> None:
-        await asyncio.sleep(3600)
-        woke.append(asyncio.get_running_loop().time())
 
     async def handler(request: web.Request) -> web.Response:
         tasks.append(asyncio.create_task(later()))
@@ -88,10 +75,52 @@ async def test_a_server_on_the_clock_loop_wakes_at_its_emulated_instant(
 
     app = web.Application()
     app.router.add_get("/", handler)
+    return app
+
+
+def _asgi_app(later: Callable[[], Awaitable[None]], tasks: list[Any]) -> object:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        tasks.append(asyncio.create_task(later()))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "asgi"])
+async def test_a_server_on_the_clock_loop_wakes_at_its_emulated_instant(
+    dmemu_clock: VirtualClock, kind: str
+) -> None:
+    """A server on a ClockLoop (dmemu_run's app=, aiohttp or ASGI): its asyncio.sleep(3600)
+    ends exactly an emulated hour later, the clock stopping there although it has no timer
+    of its own, and leaping on to the end of the day afterwards."""
+    from emulator.testing.loop import serve_on_clock
+
+    woke: list[float] = []
+    tasks: list[Any] = []
+
+    async def later() -> None:
+        await asyncio.sleep(3600)
+        woke.append(asyncio.get_running_loop().time())
+
+    app = (_aiohttp_app if kind == "aiohttp" else _asgi_app)(later, tasks)
     start = dmemu_clock.now()
-    with serve_on_clock(app, dmemu_clock) as served:
-        async with aiohttp.ClientSession() as http, http.get(served.url) as resp:
+    with serve_on_clock(app, dmemu_clock) as url:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
             assert resp.status == 200
         await dmemu_clock.run_async(start + DAY)
     assert woke == [start / 1000 + 3600]
     assert dmemu_clock.now() == start + DAY
+
+
+async def test_a_wsgi_app_is_served_on_the_clock_loop_too(dmemu_clock: VirtualClock) -> None:
+    """A WSGI application goes through a2wsgi to the same loop."""
+    from emulator.testing.loop import serve_on_clock
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"wsgi ok"]
+
+    with serve_on_clock(app, dmemu_clock) as url:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert await resp.text() == "wsgi ok"

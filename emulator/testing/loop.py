@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
+import inspect
 import math
 import sys
 import threading
@@ -48,13 +49,24 @@ class ClockLoop(asyncio.SelectorEventLoop):
         self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
         self._fired: set[int] = set()  # timers (by seq) whose callback has run
         self._last_fired = 0.0  # host seconds
+        self._released: tuple[float, float] | None = None  # (clock s, host s) once released
         self._seq = 0
         clock.watch(self._moved)
         clock.add_timer_source(self.next_due_ms)
         clock.add_quiet_check(self.quiet)
 
     def time(self) -> float:
+        if self._released is not None:  # after the run: real time on from where it stopped
+            at, since = self._released
+            return at + (wall_seconds() - since)
         return self._virtual.now() / 1000
+
+    def release(self) -> None:
+        """The run is over: from now on time runs in real time (from the clock's last
+        instant), so the server's shutdown waits end (called from any thread)."""
+        self._released = (self._virtual.now() / 1000, wall_seconds())
+        if not self.is_closed():
+            self.call_soon_threadsafe(_nothing)
 
     def call_at(  # type: ignore[override]  # the same signature, without typeshed's TypeVarTuple
         self,
@@ -63,7 +75,7 @@ class ClockLoop(asyncio.SelectorEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
-        if not _from_server_code():  # aiohttp's own keep-alive and cleanup timers: no stops
+        if self._released is not None or not _from_server_code():  # plumbing: no stops
             return super().call_at(when, callback, *args, context=context)
         self._seq += 1
         seq = self._seq
@@ -116,7 +128,7 @@ def _nothing() -> None:
 
 #: modules whose timers are plumbing, not the server's own waits (they still run on the
 #: loop's virtual time, but the clock does not stop for them)
-_PLUMBING = ("aiohttp", "emulator", "yarl", "multidict")
+_PLUMBING = ("aiohttp", "emulator", "yarl", "multidict", "uvicorn", "a2wsgi", "h11")
 
 
 def _from_server_code() -> bool:
@@ -134,17 +146,65 @@ def _from_server_code() -> bool:
 
 
 @contextmanager
-def serve_on_clock(app: web.Application, clock: VirtualClock) -> Iterator[Listening]:
+def serve_on_clock(app: object, clock: VirtualClock) -> Iterator[str]:
     """Serve ``app`` on a loopback port from a :class:`ClockLoop` in a thread of its own,
-    until the block ends."""
+    until the block ends; yields its base URL. ``app`` is an aiohttp application, or an
+    ASGI or WSGI application (served by uvicorn, WSGI through a2wsgi: ``dmemu[asgi]``)."""
     loop = ClockLoop(clock)
     thread = threading.Thread(target=loop.run_forever, name="dmemu-server-on-clock", daemon=True)
     thread.start()
-    served = asyncio.run_coroutine_threadsafe(listen(app), loop).result(timeout=30)
     try:
-        yield served
+        if isinstance(app, web.Application):
+            with _aiohttp(app, loop) as url:
+                yield url
+        else:
+            with _uvicorn(app, loop) as url:
+                yield url
     finally:
-        asyncio.run_coroutine_threadsafe(served.runner.cleanup(), loop).result(timeout=30)
+        loop.release()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+
+
+@contextmanager
+def _aiohttp(app: web.Application, loop: ClockLoop) -> Iterator[str]:
+    served: Listening = asyncio.run_coroutine_threadsafe(listen(app), loop).result(timeout=30)
+    try:
+        yield served.url
+    finally:
+        loop.release()  # its shutdown waits run in real time
+        asyncio.run_coroutine_threadsafe(served.runner.cleanup(), loop).result(timeout=30)
+
+
+@contextmanager
+def _uvicorn(app: object, loop: ClockLoop) -> Iterator[str]:
+    try:
+        import uvicorn
+        from a2wsgi import WSGIMiddleware
+    except ImportError:
+        raise RuntimeError(
+            "serving an ASGI or WSGI app needs uvicorn and a2wsgi: pip install 'dmemu[asgi]'"
+        ) from None
+    asgi: Any = app if _is_asgi(app) else WSGIMiddleware(app)  # type: ignore[arg-type]
+    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.run_coroutine_threadsafe(server.serve(), loop)
+    started = threading.Event()
+    while not server.started:
+        if serving.done():
+            serving.result()  # raises what stopped it
+            raise RuntimeError("uvicorn stopped before it started")
+        started.wait(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.release()  # its tick and shutdown sleeps run in real time
+        server.should_exit = True
+        serving.result(timeout=30)
+
+
+def _is_asgi(app: object) -> bool:
+    call = getattr(app, "__call__", None)  # noqa: B004 - an instance's __call__, not callable()
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)

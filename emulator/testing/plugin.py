@@ -10,9 +10,9 @@ suite of a project that depends on dmemu:
   module and friends) reads ``dmemu_clock`` (freezegun, with asyncio left on real time),
   so a Python server under test in the same process lives on emulated time;
 * ``dmemu_run``: ``await dmemu_run(scenario, server_url=..., hooks=...)`` (or ``app=`` an
-  aiohttp application, served for the run) runs a scenario's fleet against your server,
-  the process's time bound to the run's clock for its length, and returns the result with
-  each expectation's verdict.
+  aiohttp, ASGI or WSGI application, served for the run) runs a scenario's fleet against
+  your server, the process's time bound to the run's clock for its length, and returns the
+  result with each expectation's verdict.
 
 What it covers: a server's clock *reads* follow emulated time exactly. A server given as
 ``app=`` also runs on an event loop on the run's clock (:mod:`emulator.testing.loop`), so its
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from freezegun import freeze_time
 
 from emulator.clock import Clock, VirtualClock
@@ -180,16 +179,17 @@ def dmemu_run(tmp_path: Path) -> Runner:
         scenario: str | Path,
         *,
         server_url: str | None = None,
-        app: web.Application | None = None,
+        app: object = None,
         path: str = "/",
         hooks: HooksFile | Path | None = None,
         idle_ms: int = 5,
         **options: Any,
     ) -> RunOutcome:
         """Run ``scenario`` (a path, or YAML text) against ``server_url``, or against an
-        aiohttp ``app`` served for the run from an event loop on the run's clock (its
-        OMA-DM endpoint at ``path``: its sleeps and timers then end at their emulated
-        instants), with the test process's wall clock bound to the run's while it runs."""
+        ``app`` (aiohttp; ASGI or WSGI with ``dmemu[asgi]``) served for the run from an
+        event loop on the run's clock (its OMA-DM endpoint at ``path``: its sleeps and
+        timers then end at their emulated instants), with the test process's wall clock
+        bound to the run's while it runs."""
         if (server_url is None) == (app is None):
             raise TypeError("dmemu_run takes server_url or app, one of them")
         file = Path(scenario) if isinstance(scenario, Path) else tmp_path / "scenario.yaml"
@@ -201,7 +201,7 @@ def dmemu_run(tmp_path: Path) -> Runner:
         try:
             with contextlib.ExitStack() as serving:
                 if app is not None:
-                    server_url = serving.enter_context(serve_on_clock(app, clock)).url + path
+                    server_url = serving.enter_context(serve_on_clock(app, clock)) + path
                 run_options = RunOptions(
                     server_url=server_url,
                     hooks=load_hooks(hooks) if isinstance(hooks, Path) else hooks,
