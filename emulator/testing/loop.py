@@ -6,8 +6,8 @@ each time that clock moves and telling the clock about its own timers; and
 its own for the length of a run.
 Must not: change dmemu's own loop (the world keeps real-time asyncio for its plumbing).
 
-Theory of operation. The server's ``await asyncio.sleep(600)`` (a Retry-After, a back-off)
-schedules a handle at ``loop.time() + 600``, which is virtual. The loop registers its timers
+Theory of operation. A sleep of the server's of 600 s (a Retry-After, a back-off) schedules
+a handle at the loop's time plus 600, which is virtual. The loop registers its timers
 with the virtual clock (:meth:`~emulator.clock.VirtualClock.add_timer_source`), so the clock
 stops at that instant instead of leaping past it; when it gets there it wakes the loop
 (``call_soon_threadsafe``), whose next turn sees the handle due and runs it; the clock does
