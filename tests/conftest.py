@@ -108,3 +108,37 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
         )
 
     return check
+
+
+def interrupt_dmemu(
+    argv: list[str], sig: int, first_line: str, *, settle_s: float = 1.0
+) -> tuple[int, str, str]:
+    """Run ``dmemu ARGV`` in a process, wait for its first line of output (which must start
+    with ``first_line``) and ``settle_s`` more, send it ``sig``; return its exit code,
+    stdout and stderr. It is killed if it outlives the test."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(first_line), line
+        threading.Event().wait(settle_s)  # into the run
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, line + stdout, stderr

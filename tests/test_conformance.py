@@ -21,6 +21,7 @@ from emulator.mdm.omadm import OmaDmEndpoint
 from emulator.mdm.wns_sender import WnsSender
 from emulator.runner import RunOptions
 from emulator.syncml import Status, parse
+from tests.conftest import interrupt_dmemu
 from tests.defects import DEFECTS, with_endpoint, with_sender
 
 QUIET = RunOptions(progress=False)
@@ -234,32 +235,11 @@ async def test_tls_grades_a_server_that_refuses_plain_http_channels(tmp_path: Pa
 def test_an_interrupted_conformance_run_is_never_passed(tmp_path: Path) -> None:
     """SIGTERM (a CI timeout) stops `dmemu conformance` with what it saw: conformance.json
     is written, marked incomplete and not passed, and the exit code is 130."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    root = Path(__file__).parents[1]
     argv = ["conformance", "--rate", "3600", "--quiet", "--out", str(tmp_path)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator.cli", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("dmemu conformance:")
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    code, _, err = interrupt_dmemu(argv, signal.SIGTERM, "dmemu conformance:")
+    assert code == 130, err
     data = json.loads((tmp_path / "conformance.json").read_text())
     assert data["complete"] is False
     assert data["passed"] is False

@@ -17,6 +17,7 @@ from emulator.reports.write import event_line
 from emulator.runner import RunOptions, run_scenario
 from emulator.scenario.expect import judge
 from emulator.scenario.loader import ScenarioError, load_scenario, parse_at, schema
+from tests.conftest import interrupt_dmemu
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -492,43 +493,16 @@ def write_small() -> Path:
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_writes_what_it_has(tmp_path: Path, sig: str) -> None:
     """Ctrl-C (or SIGTERM, as a CI timeout sends) writes events.jsonl and summary.json marked
-    incomplete instead of nothing, and exits 130."""
-    import os
+    incomplete instead of nothing, and exits 130 (a stop before the run: the test after
+    this one)."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     out = tmp_path / "out"
-    quickstart = str(ROOT / "scenarios" / "quickstart.yaml")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emulator.cli",
-            "run",
-            quickstart,
-            "--rate",
-            "3600",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    argv = ["run", str(ROOT / "scenarios" / "quickstart.yaml"), "--rate", "3600"]
+    code, stdout, stderr = interrupt_dmemu(
+        [*argv, "--out", str(out)], getattr(signal, sig), "running quickstart"
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("running quickstart")
-        time.sleep(1.0)  # well into the run (a stop before it: the test after this one)
-        proc.send_signal(getattr(signal, sig))
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, stdout + stderr
+    assert code == 130, stdout + stderr
     assert "INCOMPLETE (stopped at" in stdout
     assert "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())

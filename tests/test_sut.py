@@ -14,6 +14,7 @@ import pytest
 from emulator.cli import main
 from emulator.clock import DAY
 from emulator.hooks import REFERENCE_HOOKS
+from tests.conftest import interrupt_dmemu
 from tests.test_scenarios import SMALL, write
 
 HERE = Path(__file__).parent
@@ -205,31 +206,12 @@ def test_ctrl_c_stops_the_started_server_too(tmp_path: Path) -> None:
     """Ctrl-C during a run stops the server dmemu started (and the run exits 130 with what it
     had): no process is left behind."""
     import signal
-    import subprocess
-    import time
 
     pid_file = tmp_path / "pid"
     command = f"{PY} {HERE / 'sut' / 'stubborn.py'} {{port}} {pid_file}"
     argv = ["run", str(write(tmp_path, SMALL)), "--server", OMADM, "--server-cmd", command]
-    proc = subprocess.Popen(
-        [PY, "-m", "emulator.cli", *argv, "--rate", "3600", "--quiet", "--out", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
-    )
-    try:
-        for _ in range(200):
-            if pid_file.exists() and pid_file.read_text():
-                break
-            time.sleep(0.05)
-        time.sleep(1.0)  # into the run
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    argv += ["--rate", "3600", "--quiet", "--out", str(tmp_path)]
+    code, _, err = interrupt_dmemu(argv, signal.SIGINT, "running small", settle_s=1.5)
+    assert code == 130, err
     assert not alive(int(pid_file.read_text()))
     assert json.loads((tmp_path / "summary.json").read_text())["complete"] is False
