@@ -54,10 +54,7 @@ class VirtualClock(Scheduler):
 
     def _on_fire(self, when: int) -> None:
         if when > self._now:
-            if self._watchers:
-                self._moved(when)
-            else:
-                self._now = when
+            self._moved(when)
 
     def advance(self, ms: int) -> int:
         """Move forward ``ms`` at once, firing due timers in order. Returns how many fired."""

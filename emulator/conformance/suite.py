@@ -103,11 +103,11 @@ async def run_conformance(
     # a server in another process waits on its own clock while virtual time leaps: a wait it
     # makes (Retry-After, back-off, a rate window) cannot be told from days of virtual time
     unjudged = _unjudged(options)
-    by_kind = {"waits": await _waits_evidence(options, checks, push_limit)}
+    waits = await _waits_evidence(options, checks, push_limit)
     rows = []
     for c in checks:
         started = wall_seconds()
-        paced = by_kind.get(c.server_clock or "")
+        paced = waits if c.server_clock == "waits" else None
         verdict = _judge(c, paced or evidence, missing)
         why = None if paced else unjudged.get(c.server_clock or "")
         if why is not None and verdict.status in ("passed", "warning"):

@@ -404,7 +404,7 @@ class Device:
                 *self._schedule_renewal(now),
             ]
         if not (cond.network_up and cond.internet):  # 1511 tries without either; 1607 too
-            reason = "no-network" if not cond.network_up else "no-internet"  # without internet
+            reason = "no-network" if not cond.network_up else "no-internet"
             out: list[Action] = [Emit("device.renewal_failed", {"reason": reason})]
             if self.channel_expiry is None:
                 return [*out, SetTimer("renew", network_retry(now, self.rng))]

@@ -111,9 +111,6 @@ class PowerConfig:
     saver_exception: str = "blocked"
 
 
-SAVER_EXCEPTIONS = ("blocked", "any_app", "always_allowed")
-
-
 @dataclass(frozen=True, slots=True)
 class Conditions:
     network_up: bool  # a network link: what 1607 checks before a renewal [PUSH]
@@ -122,13 +119,9 @@ class Conditions:
     saver: bool  # Battery Saver is on and holds back push (no exception applies)
     data_over: bool
     #: why no OMA-DM session can start now, or None when one can: "offline" (no network),
-    #: "server-unreachable" (a network that reaches WNS but not the server), "low-battery"
-    #: (below the critical level)
+    #: "no-internet" (a network that reaches nothing), "server-unreachable" (it reaches WNS
+    #: but not the server), "low-battery" (below the critical level)
     session_blocker: str | None
-
-    @property
-    def session_possible(self) -> bool:
-        return self.session_blocker is None
 
     @property
     def wns_connected(self) -> bool:

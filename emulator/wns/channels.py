@@ -113,7 +113,7 @@ class ChannelRegistry:
         one superseded (it still works until its own expiry, as real URIs live 30 days);
         ``extend`` keeps the URI and moves its expiry to now + TTL.
         """
-        app = self.apps_by_pfn.get(pfn.lower())
+        app = self.app_for(pfn)
         if app is None:
             raise ChannelRefused(pfn, "unknown_pfn")
         if app.pfn in self.blocked:
@@ -129,9 +129,13 @@ class ChannelRegistry:
         self.current[(device_id, app.pfn)] = channel
         return channel
 
+    def app_for(self, pfn: str) -> App | None:
+        """The app a PFN names, whatever its letter case (section 0 [WP81BLOG])."""
+        return self.apps_by_pfn.get(pfn.lower())
+
     def canonical(self, pfn: str) -> str:
         """A PFN as its app spells it (any letter case names the same app), else lower case."""
-        app = self.apps_by_pfn.get(pfn.lower())
+        app = self.app_for(pfn)
         return app.pfn if app is not None else pfn.lower()
 
     def block(self, pfn: str) -> None:

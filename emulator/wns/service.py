@@ -303,7 +303,7 @@ class WnsService:
         latency of the ``register`` faults that match it (the control API's fault book)."""
         if not self.faults.faults:
             return 0
-        app = self.registry.apps_by_pfn.get(pfn.lower())
+        app = self.registry.app_for(pfn)
         latency, _ = self.faults.take("register", app.sid if app else None, None)
         return latency
 
