@@ -34,7 +34,7 @@ from aiohttp import web
 from emulator.clock import VirtualClock, wall_seconds
 from emulator.serving import Listening, listen
 
-SETTLE_S = 0.05  # host seconds a server's timer has, once run, before time may move on
+SETTLE_S = 0.01  # host seconds without a step of the server before time may move on
 
 
 class ClockLoop(asyncio.SelectorEventLoop):
@@ -48,7 +48,7 @@ class ClockLoop(asyncio.SelectorEventLoop):
         self._virtual = clock
         self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
         self._fired: set[int] = set()  # timers (by seq) whose callback has run
-        self._last_fired = 0.0  # host seconds
+        self._last_active = 0.0  # host seconds of the last step the server took
         self._released: tuple[float, float] | None = None  # (clock s, host s) once released
         self._seq = 0
         clock.watch(self._moved)
@@ -87,9 +87,18 @@ class ClockLoop(asyncio.SelectorEventLoop):
             self._fired.discard(heapq.heappop(self._timers)[1])  # pruned on the loop's thread
         return handle
 
+    def call_soon(  # type: ignore[override]  # the same signature, as call_at's
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        self._last_active = wall_seconds()  # the server is doing something (a task's step)
+        return super().call_soon(callback, *args, context=context)
+
     def _fire(self, seq: int, callback: Callable[..., object], *args: Any) -> None:
         self._fired.add(seq)
-        self._last_fired = wall_seconds()
+        self._last_active = wall_seconds()
         callback(*args)
 
     def _pending(self) -> list[float]:
@@ -105,13 +114,14 @@ class ClockLoop(asyncio.SelectorEventLoop):
         return math.ceil(min(pending) * 1000) if pending else None
 
     def quiet(self) -> bool:
-        """A quiet check for the clock: no timer of this loop is due and unrun, and the last
-        one to run had ``SETTLE_S`` to start what it does (a push reaches WNS, whose idle
-        window then holds the clock)."""
+        """A quiet check for the clock: no timer of this loop is due and unrun, and nothing
+        was scheduled on it for ``SETTLE_S`` (a task the server started after answering has
+        taken its first step, and a push it sends reaches WNS, whose idle window then holds
+        the clock)."""
         now = self.time()
         if any(when <= now for when in self._pending()):
             return False
-        return wall_seconds() - self._last_fired >= SETTLE_S
+        return wall_seconds() - self._last_active >= SETTLE_S
 
     def _moved(self, now_ms: int) -> None:
         if not self.is_closed():
