@@ -10,7 +10,10 @@ hooks file and the conformance suite use:
 * ``PUT /admin/devices/{id}``: allow a device to enroll (when a device list is required);
 * ``POST /admin/devices/{id}/push``: push now, answer the outcome;
 * ``POST /admin/devices/{id}/commands``: queue Get/Add/Replace/Delete/Exec on a LocURI
-  (pushes the device unless ``"push": false``); ``GET .../commands/{cid}`` reads its result.
+  (pushes the device unless ``"push": false``); ``GET .../commands/{cid}`` reads its result;
+* ``GET /admin/enrollment/token``: the Federated enrollment token (the ``enroll_token`` hook).
+
+The enrollment services (``/EnrollmentServer/...``) are mounted from ``enrollment.py``.
 
 Every route runs under :func:`emulator.control.common.guard` (busy clock, emulated Date, no
 traceback escapes); with ``--admin-token`` the admin routes need ``Bearer <token>``.
@@ -33,7 +36,9 @@ from emulator.control.common import (
     read_body,
 )
 from emulator.control.keys import CLOCK
+from emulator.enroll.keys import thumbprint
 from emulator.mdm.config import WRONG_TOKEN, bearer_problem
+from emulator.mdm.enrollment import routes as enrollment_routes
 from emulator.mdm.omadm import MAX_DEVICE_ID, Refused
 from emulator.serving import Handler
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
@@ -55,6 +60,8 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
     app[CLOCK] = server.clock
     app[MDM] = server
     app.router.add_post(OMADM_PATH, guard(omadm, _plain_crash))
+    for method, path, handler in enrollment_routes(server):
+        app.router.add_route(method, path, guard(handler, _plain_crash))
     admin = [
         ("GET", "/admin/devices", list_devices),
         ("GET", "/admin/devices/{device_id}", get_device),
@@ -62,6 +69,7 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
         ("POST", "/admin/devices/{device_id}/push", push_device),
         ("POST", "/admin/devices/{device_id}/commands", queue_command),
         ("GET", "/admin/devices/{device_id}/commands/{command_id}", get_command),
+        ("GET", "/admin/enrollment/token", enrollment_token),
     ]
     for method, path, handler in admin:
         app.router.add_route(method, path, guard(_admin(handler)))
@@ -114,10 +122,19 @@ async def omadm(request: web.Request) -> web.Response:
             request.headers.get("Authorization", ""),
             request.headers.get("UserAgentOrigin"),
             server.clock.now(),
+            _client_thumbprint(request),
         )
     except Refused as exc:
         return _refuse(request, exc, body)
     return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+
+def _client_thumbprint(request: web.Request) -> str | None:
+    """The thumbprint of the TLS client certificate the request came with, if any."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return thumbprint(der) if der else None
 
 
 def _refuse(request: web.Request, exc: Refused, body: bytes) -> web.Response:
@@ -242,3 +259,12 @@ async def get_command(request: web.Request) -> web.Response:
     if command is None or command.device_id != device_id:
         raise api_error(404, f"device {device_id!r} has no command {command_id}")
     return json_response(_times(command.public()))
+
+
+async def enrollment_token(request: web.Request) -> web.Response:
+    """The Federated token devices present (the ``enroll_token`` hook): what a sign-in page
+    would have handed a browser [MDE2 3.2]."""
+    config = request.app[MDM].config
+    if config.enroll_policy != "Federated" or config.enroll_token is None:
+        raise api_error(404, "this server does not use Federated enrollment with --enroll-token")
+    return json_response({"token": config.enroll_token})

@@ -44,6 +44,13 @@ class MdmConfig:
     allowed_devices: frozenset[str] | None = None  # None: any device may enroll
     device_token: str | None = None  # when set, devices must send ``Bearer <token>``
     admin_token: str | None = None  # when set, the admin API needs ``Bearer <token>``
+    # enrollment [MDE2]: the AuthPolicy Discovery answers (OnPremise | Federated)
+    enroll_policy: str = "OnPremise"
+    enroll_password: str | None = None  # OnPremise: the password every user must give
+    enroll_token: str | None = None  # Federated: the token devices must present
+    # the in-process server of a seeded run derives its CA key from this label (the same
+    # certificates on every machine); None: a random key, made once and kept in the store
+    ca_key_label: str | None = None
     # an unfinished session is forgotten after this (generous: under a fast real-time clock
     # (--rate) an exchange of a few real milliseconds spans minutes of emulated time)
     session_idle_ms: int = DAY

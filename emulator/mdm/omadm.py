@@ -98,20 +98,30 @@ class OmaDmEndpoint:
         self.log = log  # structlog logger bound to the server's clock
         self.sessions: dict[tuple[str, str], ServerSession] = {}
         self._next_sweep = 0
+        #: served over TLS: every request must come with the certificate issued to its device
+        self.require_client_cert = False
         #: devices allowed to enroll (None: any); the admin API adds to it
         self.allowed: set[str] | None = (
             None if config.allowed_devices is None else set(config.allowed_devices)
         )
 
     # -- the one entry point ------------------------------------------------------------
-    def handle(self, body: bytes, authorization: str, origin: str | None, now: int) -> bytes:
-        """Answer one client message; raises :class:`Refused` for a request not served."""
+    def handle(
+        self,
+        body: bytes,
+        authorization: str,
+        origin: str | None,
+        now: int,
+        client_cert: str | None = None,
+    ) -> bytes:
+        """Answer one client message; raises :class:`Refused` for a request not served.
+        ``client_cert``: the thumbprint of the TLS client certificate, if one came."""
         try:
             msg = parse(body)
         except SyncMLError as exc:
             raise Refused(400, f"malformed SyncML: {exc}") from None
         device_id = msg.header.source
-        self._admit(device_id, authorization)
+        self._admit(device_id, authorization, client_cert)
         self._sweep(now)
         key = (device_id, msg.header.session_id)
         if msg.header.msg_id == "1":
@@ -152,9 +162,19 @@ class OmaDmEndpoint:
         return serialize(reply)
 
     # -- admission and session bookkeeping ----------------------------------------------
-    def _admit(self, device_id: str, authorization: str) -> None:
+    def _admit(self, device_id: str, authorization: str, client_cert: str | None) -> None:
         if not device_id or len(device_id) > MAX_DEVICE_ID:
             raise Refused(400, "the SyncHdr Source LocURI (the device id) is empty or too long")
+        if self.require_client_cert:  # the certificate issued at enrollment [MSMDM 3.1]
+            if client_cert is None:
+                raise Refused(403, "a client certificate issued at enrollment is required")
+            owner = self.store.certificates.get(client_cert)
+            if owner is None:
+                raise Refused(403, f"client certificate {client_cert} was not issued here")
+            if owner != device_id:
+                raise Refused(
+                    403, f"client certificate {client_cert} was issued to {owner}, not {device_id}"
+                )
         if (problem := bearer_problem(authorization, self.config.device_token)) is not None:
             raise Refused(401, f"device authentication failed: {problem}")
         if self.allowed is not None and device_id not in self.allowed:

@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractResolver
 from emulator.clock import Clock
 from emulator.logs import get_logger
 from emulator.mdm.app import OMADM_PATH, make_mdm_app
+from emulator.mdm.ca import EnrollmentCa
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.omadm import OmaDmEndpoint
 from emulator.mdm.pusher import Pusher
@@ -43,6 +44,7 @@ class ReferenceServer:
         self.log = get_logger("mdm", clock)
         self.store = MdmStore(db)
         self.endpoint = OmaDmEndpoint(config, self.store, self.log)
+        self.ca = EnrollmentCa(self.store, clock.now(), config.ca_key_label)
         context: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=config.wns_ca_file) if config.wns_ca_file else True
         )
@@ -95,6 +97,14 @@ async def start_mdm(
     ssl_context: ssl.SSLContext | None = None,
 ) -> RunningMdm:
     """Serve ``server`` on ``host:port`` (0 = any free port), over TLS with ``ssl_context``.
-    Raises OSError if it cannot."""
+    Raises OSError if it cannot.
+
+    Over TLS the context is set to ask for a client certificate from the server's
+    enrollment CA, and the OMA-DM endpoint then serves only devices presenting the one it
+    issued them [MDE2][MSMDM 3.1]: a certificate of another CA fails the TLS handshake."""
+    if ssl_context is not None:
+        ssl_context.verify_mode = ssl.CERT_OPTIONAL
+        ssl_context.load_verify_locations(cadata=server.ca.pem.decode())
+        server.endpoint.require_client_cert = True
     served = await listen(server.app(), host, port, ssl_context)
     return RunningMdm(server, served.runner, served.url, served.port)

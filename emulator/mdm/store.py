@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS pushes (
     msg_id TEXT, action TEXT NOT NULL, description TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pushes_device ON pushes (device_id, at);
+CREATE TABLE IF NOT EXISTS ca (
+    id INTEGER PRIMARY KEY CHECK (id = 1), cert_pem TEXT NOT NULL, key_pem TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    thumbprint TEXT PRIMARY KEY, device_id TEXT NOT NULL, issued_at INTEGER NOT NULL,
+    enrolled_by TEXT
+);
 """
 
 
@@ -155,6 +162,10 @@ class MdmStore:
                 self.devices[row["device_id"]] = DeviceRow(**values)
         except (sqlite3.Error, TypeError) as exc:  # TypeError: a devices table of other columns
             raise StoreError(f"{self.path} is not a dmemu mdm SQLite database ({exc})") from None
+        #: enrollment certificates: thumbprint -> the DeviceID it was issued to
+        self.certificates: dict[str, str] = {
+            r[0]: r[1] for r in self.db.execute("SELECT thumbprint, device_id FROM certificates")
+        }
         #: devices that may have queued commands: every session reply asks, so the common
         #: answer ("none") must not cost a query
         self._may_have_queued = {
@@ -174,6 +185,25 @@ class MdmStore:
     def save(self, row: DeviceRow) -> None:
         self.devices[row.device_id] = row
         self.db.execute(_INSERT_DEVICE, tuple(getattr(row, f) for f in _DEVICE_FIELDS))
+
+    # -- enrollment ---------------------------------------------------------------------
+    def ca_pem(self) -> tuple[bytes, bytes] | None:
+        """The enrollment CA's (certificate, private key) PEM, once made."""
+        row = self.db.execute("SELECT cert_pem, key_pem FROM ca WHERE id = 1").fetchone()
+        return (row[0].encode(), row[1].encode()) if row else None
+
+    def save_ca(self, cert_pem: bytes, key_pem: bytes) -> None:
+        self.db.execute(
+            "INSERT INTO ca (id, cert_pem, key_pem) VALUES (1, ?, ?)",
+            (cert_pem.decode(), key_pem.decode()),
+        )
+
+    def issued(self, thumbprint: str, device_id: str, now: int, enrolled_by: str) -> None:
+        self.certificates[thumbprint] = device_id
+        self.db.execute(
+            "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
+            (thumbprint, device_id, now, enrolled_by),
+        )
 
     # -- commands -----------------------------------------------------------------------
     def queue(
