@@ -21,6 +21,7 @@ import asyncio
 import gc
 import statistics
 import time
+from ssl import SSLContext
 
 from emulator.clock import DAY, VirtualClock
 from emulator.device.agent import DeviceGroup
@@ -48,7 +49,9 @@ class StatusOnlyServer:
     def __init__(self) -> None:
         self.spent = 0.0  # seconds of wall time inside post()
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, tls: SSLContext | None = None
+    ) -> Reply:
         t0 = time.perf_counter()
         try:
             return self.answer(url, body)

@@ -124,6 +124,20 @@ def _add_world_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--server-ca", help="CA file to trust for an HTTPS --server")
     parser.add_argument(
+        "--enroll",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="devices enroll (MS-MDE2) before their first session, at this Discovery URL "
+        "(default: the server's own /EnrollmentServer/Discovery.svc)",
+    )
+    parser.add_argument(
+        "--enroll-auth",
+        metavar="AUTH",
+        help="with --enroll: on-premise:USER:PASSWORD, federated[:TOKEN] (no token: the "
+        "enroll_token hook) or certificate:CERT.pem[:KEY.pem] (default on-premise, any user)",
+    )
+    parser.add_argument(
         "--wns-port",
         type=int,
         default=0,

@@ -2,7 +2,8 @@
 
 Owns: the hooks file format (YAML, validated with ``file:line: field: message`` errors), URL
 and body templates with ``{base}``, ``{device_id}``, ``{verb}``, ``{loc_uri}``, ``{data}`` and
-``{format}``, and calling a hook over HTTP with a timeout and a size-capped answer.
+``{format}`` (``{auth_url}``: the Federated sign-in page, for ``enroll_token``), and
+calling a hook over HTTP with a timeout and a size-capped answer.
 Must not: judge the server (the conformance checks do) or retry.
 
 A hook the file does not define raises :class:`HookMissing`, so a check that needs it is
@@ -32,7 +33,7 @@ from emulator.serving import request_once_more
 from emulator.yamlconf import load_model
 
 REFERENCE_HOOKS = Path(__file__).parent / "mdm" / "hooks.yaml"
-VARIABLES = ("base", "device_id", "verb", "loc_uri", "data", "format")
+VARIABLES = ("base", "device_id", "verb", "loc_uri", "data", "format", "auth_url")
 MAX_ANSWER_BYTES = 256 * 1024
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 
@@ -71,6 +72,9 @@ class HooksFile(BaseModel):
     push: Hook | None = None  # ask the server to push one device now
     queue_command: Hook | None = None  # queue an OMA-DM command for one device
     register_device: Hook | None = None  # tell the server about a device before it enrolls
+    #: Federated enrollment: the token a sign-in page would give a device (no browser runs
+    #: here); the answer is JSON {"token": "..."} or the token as plain text
+    enroll_token: Hook | None = None
 
 
 def load_hooks(path: Path) -> HooksFile:
@@ -114,6 +118,19 @@ class HookClient:
         self.hooks = hooks
         self.base_url = (base_url or hooks.base_url or "").rstrip("/")
         self.session = session
+
+    async def enroll_token(self, device_id: str, auth_url: str) -> str | None:
+        """The ``enroll_token`` hook's token for a device (None when it gave none)."""
+        if not self.has("enroll_token"):
+            return None
+        result = await self.call("enroll_token", device_id=device_id, auth_url=auth_url)
+        if not result.ok:
+            return None
+        answer = result.json()
+        if isinstance(answer, dict):
+            token = answer.get("token")
+            return token if isinstance(token, str) and token else None
+        return result.body.strip() or None
 
     def has(self, name: str) -> bool:
         return getattr(self.hooks, name, None) is not None

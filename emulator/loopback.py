@@ -18,6 +18,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 WNS_NAME = "wns.dmemu.test"  # .test is reserved for testing (RFC 2606): never a real host
+MDM_NAME = "mdm.dmemu.test"  # the built-in server, when devices enroll into it over HTTPS
 
 
 class LoopbackNames(AbstractResolver):

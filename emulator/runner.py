@@ -42,13 +42,18 @@ from emulator.device.driver import HttpTransport, ServerAuth
 from emulator.device.fleet import Fleet
 from emulator.device.recording import Exchange, RecordingTransport
 from emulator.device.session import Transport
+from emulator.enroll.discovery import DISCOVERY_PATH
+from emulator.enroll.driver import Enroller
+from emulator.enroll.identity import Identities
+from emulator.enroll.keys import KeyPool
 from emulator.events import EventLog
 from emulator.hooks import REFERENCE_HOOKS, HookClient, HookResult, HooksFile, load_hooks
-from emulator.loopback import WNS_NAME, LoopbackNames
+from emulator.loopback import MDM_NAME, WNS_NAME, LoopbackNames
+from emulator.mdm.app import OMADM_PATH
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
-from emulator.scenario.model import Scenario
+from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import settled_heap
 from emulator.sut.launch import ServerCommand, launch
 from emulator.sut.process import GRACE_S, ServerProcess
@@ -59,7 +64,10 @@ from emulator.wns.models import RequestRecord
 from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
 
-RECORD_LIMIT = 2_000_000  # WNS requests kept for the log (a 10,000-device month fits)
+RECORD_LIMIT = 2_000_000
+#: the built-in server's Federated token when the scenario gives none (its enroll_token
+#: hook hands it out)
+FEDERATED_TOKEN = "dmemu-federated-token"  # noqa: S105 - a test token, not a secret  # WNS requests kept for the log (a 10,000-device month fits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,9 @@ class RunOptions:
     #: the fake WNS serves HTTPS with the local CA kept here (ChannelURIs are https://, for a
     #: server that refuses others); None: plain HTTP
     wns_tls_dir: Path | None = None
+    #: where the local CA is kept (the fake WNS's --tls, the built-in server's HTTPS when
+    #: devices enroll)
+    tls_dir: Path = Path(".dmemu/tls")
     #: told, once the world is up, what an external server must be configured with
     announce: Callable[[list[str]], None] | None = None
     #: start the server under test on the run's clock (--server-cmd); server_url may then
@@ -89,6 +100,9 @@ class RunOptions:
     record_exchanges: bool = False  # keep every SyncML exchange (conformance evidence)
     #: builds the in-process server (tests pass a variant with a known defect)
     server_factory: Callable[[MdmConfig, Clock, AbstractResolver], ReferenceServer] | None = None
+    #: --enroll: every group enrolls (MS-MDE2); ``discovery`` None: the run's own server.
+    #: A group's or the scenario's enroll block keeps its credentials and address.
+    enroll: EnrollSpec | None = None
 
 
 @dataclass
@@ -134,6 +148,8 @@ class World:
         self.wns_ca_file: str | None = None  # the CA a server must trust (--tls)
         self.sut: ServerProcess | None = None  # the server dmemu started (--server-cmd)
         self.recorder: RecordingTransport | None = None
+        self.enroll_default: EnrollSpec | None = options.enroll or scenario.enroll
+        self.discovery_url: str | None = None  # the run's own (--enroll URL or the server's)
 
     def server_settings(self) -> list[str]:
         """What the server under test must be configured with to take part in this run."""
@@ -178,7 +194,14 @@ class World:
             wns_config, self.clock, port=o.wns_port, ssl_context=ssl_context, public_url=public
         )
         stack.push_async_callback(self.wns.stop)
-        http_transport = HttpTransport(o.device_auth, timeout_s=30)
+        enrolling = self.enroll_default is not None or s.enrolls
+        device_auth, mdm_tls = o.device_auth, None
+        # the built-in server's stable name (devices log its address once they enroll)
+        mdm_names = LoopbackNames({})
+        if enrolling and not external:  # enrolled devices talk to it over mutual TLS
+            mdm_tls, mdm_ca = server_context([MDM_NAME, "127.0.0.1", "localhost"], o.tls_dir)
+            device_auth = replace(device_auth, ca_file=str(mdm_ca.resolve()))
+        http_transport = HttpTransport(device_auth, timeout_s=30, resolver=mdm_names)
         stack.push_async_callback(http_transport.close)
         http = http_transport.client()  # probe and hooks: the devices' TLS settings too
         if external:
@@ -217,11 +240,23 @@ class World:
                 wns_ca_file=self.wns_ca_file,
                 push_ttl_s=s.push_ttl_s,
                 pushes_per_hour=s.push_rate,
+                ca_key_label=f"reference-ca-{self.seed}",  # same certificates every run
+                **self._builtin_enrollment(),
             )
             factory = o.server_factory or _reference_server
-            self.mdm = await start_mdm(factory(config, self.clock, names))
+            server = factory(config, self.clock, names)
+            # every device presents the certificate it enrolled for, unless some groups
+            # are assumed enrolled (they have none)
+            self.mdm = await start_mdm(
+                server,
+                ssl_context=mdm_tls,
+                require_client_cert=all(s.enroll_of(g) for g in s.groups) or bool(o.enroll),
+            )
             stack.push_async_callback(self.mdm.stop)
             self.server_url = self.mdm.omadm_url
+            if mdm_tls is not None:
+                mdm_names.names[(MDM_NAME, 443)] = ("127.0.0.1", self.mdm.port)
+                self.server_url = f"https://{MDM_NAME}{OMADM_PATH}"
             self.hooks = HookClient(load_hooks(REFERENCE_HOOKS), self.mdm.url, http)
         if any(g.trap_channel for g in s.groups):
             self.trap = Trap(self.clock)
@@ -234,9 +269,49 @@ class World:
         if o.record_exchanges:
             self.recorder = RecordingTransport(self.clock, http_transport)
             transport = self.recorder
+        enroller, identities = None, None
+        if enrolling:
+            if o.enroll is not None and o.enroll.discovery:
+                self.discovery_url = o.enroll.discovery
+            else:
+                self.discovery_url = _origin(self.server_url) + DISCOVERY_PATH
+            pool = KeyPool(s.key_pool)
+            pool.prepare()  # derived once per machine, then read from the cache
+            hooks = self.hooks
+            enroller = Enroller(
+                http,
+                pool,
+                self.seed,
+                token_source=hooks.enroll_token if hooks is not None else None,
+                ca_file=device_auth.ca_file,
+            )
+            identities = Identities(device_auth.ca_file)
+            stack.callback(identities.close)
         self.fleet = Fleet(
-            self.clock, self.wns.service, transport, seed=self.seed, events=self.events
+            self.clock,
+            self.wns.service,
+            transport,
+            seed=self.seed,
+            events=self.events,
+            enroller=enroller,
+            identities=identities,
         )
+
+    def _builtin_enrollment(self) -> dict[str, Any]:
+        """The built-in server's AuthPolicy and secrets: those of the run's enroll settings
+        (the first group's own block when the run has none)."""
+        specs = [self.scenario.enroll_of(g) for g in self.scenario.groups]
+        spec = self.enroll_default or next((e for e in specs if e is not None), None)
+        if spec is None:
+            return {}
+        if spec.auth == "certificate":
+            raise UnsupportedSetup(
+                "the built-in server enrolls devices with on-premise or federated "
+                "credentials, not certificate (use --server for a server that takes them)"
+            )
+        if spec.auth == "federated":
+            return {"enroll_policy": "Federated", "enroll_token": spec.token or FEDERATED_TOKEN}
+        return {"enroll_policy": "OnPremise", "enroll_password": spec.password or None}
 
     async def register_devices(self) -> list[HookResult]:
         """Tell a server that needs it about every device before any enrolls (the optional
@@ -252,8 +327,12 @@ class World:
         """Add every device and schedule its enrollment (spread over ``enroll_over``)."""
         start = self.clock.now()
         for spec in self.scenario.groups:
+            enroll = self.scenario.enroll_of(spec) or self.options.enroll
             group = replace(
-                spec.group, server_url=self.server_url, provider_id=self.options.provider_id
+                spec.group,
+                server_url=self.server_url,
+                provider_id=self.options.provider_id,
+                enroll=enroll.settings(self.discovery_url) if enroll is not None else None,
             )
             for index, device_id in enumerate(spec.device_ids()):
                 device = self.fleet.add(device_id, group)
@@ -267,6 +346,10 @@ class World:
 
 class ServerUnreachable(Exception):
     """``--server`` does not answer at all (nothing was run)."""
+
+
+class UnsupportedSetup(Exception):
+    """The run asks for something the built-in world cannot be (nothing was run)."""
 
 
 async def _reachable(http: aiohttp.ClientSession, url: str) -> None:

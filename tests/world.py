@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlencode
 
@@ -65,7 +66,9 @@ class ScriptedMdm:
     def queue(self, device_id: str, *commands: Command) -> None:
         self.queued.setdefault(device_id, []).extend(commands)
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, tls: SSLContext | None = None
+    ) -> Reply:
         msg = parse(body)
         key = (msg.header.source, msg.header.session_id)
         seen = self.open.get(key)

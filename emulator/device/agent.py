@@ -31,6 +31,7 @@ from emulator.device.profiles import (
     next_renewal,
 )
 from emulator.device.rng import DeviceRng
+from emulator.enroll.flow import EnrollSettings
 
 #: [DMC] PFN is a Package Family Name: <name>_<13-char publisher id>. Anything else is
 #: "invalid PFN" (Push/Status 1).
@@ -108,6 +109,8 @@ class DeviceGroup:
     #: how long a registration started in a session may take and still be read in it
     #: (section 0: default 5 s); a slower WNS answer comes with a later session
     registration_timeout_ms: int = 5 * SECOND
+    #: how its devices enroll (MS-MDE2 against the server); None: assumed enrolled
+    enroll: EnrollSettings | None = None
 
     @property
     def schema(self) -> Schema:
@@ -225,11 +228,13 @@ class Device:
         return str(self.session_seq)
 
     # -- events -------------------------------------------------------------------------
-    def enroll(self, now: int) -> list[Action]:
-        """Enrollment done: the first session, the poll plan, the power model start."""
+    def enroll(self, now: int, details: dict[str, Any] | None = None) -> list[Action]:
+        """Enrollment done: the first session, the poll plan, the power model start.
+        ``details``: what a real enrollment gave (thumbprint, server address ...)."""
         self.enrolled = True
         self.poll_anchor, self.polls_done = now, 0
-        out: list[Action] = [Emit("device.enrolled", {"profile": self.group.profile.name})]
+        fields = {"profile": self.group.profile.name, **(details or {})}
+        out: list[Action] = [Emit("device.enrolled", fields)]
         out += self._reconsider_power(now)
         out.append(self._poll_timer())
         preset = self.configured_pfn()

@@ -15,6 +15,7 @@ import ssl
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from emulator.device.session import Reply, TransportError
 from emulator.serving import request_once_more
@@ -71,10 +72,12 @@ class HttpTransport:
         *,
         timeout_s: float = 30.0,
         connections: int = 256,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.auth = auth
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.connections = connections
+        self.resolver = resolver  # stable names for loopback servers (emulator.loopback)
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
         if auth.kind == "basic":
@@ -87,17 +90,27 @@ class HttpTransport:
         probe and hook calls of a run, so all trust the same CA and present the same client
         certificate."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.connections, ssl=server_ssl(self.auth))
+            connector = aiohttp.TCPConnector(
+                limit=self.connections, ssl=server_ssl(self.auth), resolver=self.resolver
+            )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, tls: ssl.SSLContext | None = None
+    ) -> Reply:
         async def read(resp: aiohttp.ClientResponse) -> Reply:
             return Reply(resp.status, dict(resp.headers), await _read_capped(resp))
 
         try:
             return await request_once_more(
-                self.client(), "POST", url, read, data=body, headers={**headers, **self._headers}
+                self.client(),
+                "POST",
+                url,
+                read,
+                data=body,
+                headers={**headers, **self._headers},
+                **({"ssl": tls} if tls is not None else {}),
             )
         except TimeoutError as exc:
             raise TransportError("timeout", f"no answer from {url}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from emulator.clock import Clock
 from emulator.device.agent import (
@@ -28,6 +29,9 @@ from emulator.device.agent import (
 from emulator.device.csp import CspTree
 from emulator.device.rng import device_seed
 from emulator.device.session import Transport, run_session
+from emulator.enroll.driver import Enroller
+from emulator.enroll.flow import DeviceFacts, EnrollFailed, EnrollSettings, enroll_retry_ms
+from emulator.enroll.identity import Identities
 from emulator.events import EventLog
 from emulator.logs import get_logger
 from emulator.wns.channels import ChannelRefused
@@ -48,6 +52,8 @@ class Fleet:
         *,
         seed: int = 0,
         events: EventLog | None = None,
+        enroller: Enroller | None = None,
+        identities: Identities | None = None,
     ) -> None:
         self.clock = clock
         self.wns = wns
@@ -59,12 +65,19 @@ class Fleet:
         self.waiting: dict[str, tuple[str, str | None]] = {}  # device -> (trigger, msg_id)
         self.sessions_run = 0
         self.log = get_logger("fleet", clock)
+        #: MS-MDE2 enrollment, for groups with ``enroll`` settings (both or neither)
+        self.enroller = enroller
+        self.identities = identities
+        self.enroll_attempts: dict[str, int] = {}
+        self._enrolled_groups: dict[tuple[int, str, str], tuple[DeviceGroup, DeviceGroup]] = {}
         wns.fleet_subscriber = self._delivered
 
     # -- building -----------------------------------------------------------------------
     def add(self, device_id: str, group: DeviceGroup) -> Device:
         if device_id in self.devices:
             raise ValueError(f"device {device_id!r} already in the fleet")
+        if group.enroll is not None and (self.enroller is None or self.identities is None):
+            raise ValueError(f"group {group.name!r} enrolls: the fleet needs an enroller")
         device = Device(device_id, group, device_seed(self.seed, device_id), self.clock.now())
         self.devices[device_id] = device
         return device
@@ -75,7 +88,70 @@ class Fleet:
         self.apply(device, device.resume(self.clock.now()))
 
     def enroll(self, device: Device) -> None:
-        self.apply(device, device.enroll(self.clock.now()))
+        """The device joins its server: at once when it is assumed enrolled, else through
+        MS-MDE2 enrollment (retried on failure, see :func:`enroll_retry_ms`)."""
+        settings = device.group.enroll
+        if settings is None:
+            self.apply(device, device.enroll(self.clock.now()))
+            return
+        self.clock.spawn(self._enroll(device, settings), name=f"enroll-{device.device_id}")
+
+    async def _enroll(self, device: Device, settings: EnrollSettings) -> None:
+        assert self.enroller is not None
+        assert self.identities is not None
+        device_id, group = device.device_id, device.group
+        attempt = self.enroll_attempts.get(device_id, 0) + 1
+        self.enroll_attempts[device_id] = attempt
+        self.events.emit(
+            "device.enroll_started",
+            device_id,
+            discovery_url=settings.discovery_url,
+            attempt=attempt,
+        )
+        facts = DeviceFacts(device_id, group.lang, group.profile.swv)
+        try:
+            result = await self.enroller.enroll(settings, facts)
+        except EnrollFailed as exc:
+            wait = enroll_retry_ms(attempt)
+            fault = {k: v for k, v in exc.fault.items() if v is not None}
+            self.events.emit(
+                "device.enroll_failed",
+                device_id,
+                stage=exc.stage,
+                reason=exc.reason,
+                detail=exc.detail,
+                excerpt=exc.excerpt,
+                attempt=attempt,
+                retry_in_ms=wait,
+                **fault,
+            )
+            self.clock.call_at(self.clock.now() + wait, self.enroll, device)
+            return
+        p = result.provisioned
+        self.identities.install(device_id, result)
+        device.group = self._enrolled_group(group, p.server_url, p.provider_id)
+        schema = device.group.schema
+        for name, value in p.poll.items():  # DMClient settings of the document [MDE2 3.6]
+            device.values[schema.poll_path(name)] = value
+        details: dict[str, object] = {
+            "thumbprint": result.thumbprint,
+            "server_url": p.server_url,
+            "provider_id": p.provider_id,
+            "auth_policy": result.auth_policy,
+        }
+        if p.ignored:
+            details["ignored"] = list(p.ignored)
+        self.apply(device, device.enroll(self.clock.now(), details))
+
+    def _enrolled_group(self, group: DeviceGroup, server_url: str, provider: str) -> DeviceGroup:
+        """The group as its enrolled devices see it (the server address and ProviderID of
+        the provisioning document), one object per distinct answer."""
+        key = (id(group), server_url, provider)
+        found = self._enrolled_groups.get(key)
+        if found is None or found[0] is not group:
+            found = (group, replace(group, server_url=server_url, provider_id=provider))
+            self._enrolled_groups[key] = found
+        return found[1]
 
     # -- applying actions ---------------------------------------------------------------
     def apply(self, device: Device, actions: Iterable[Action]) -> None:
@@ -181,8 +257,9 @@ class Fleet:
         try:
             while next_up is not None:
                 trigger, msg_id = next_up
+                tls = self.identities.context(device.device_id) if self.identities else None
                 end = await run_session(
-                    device, trigger, msg_id, self.transport, self._emitter(device), settle
+                    device, trigger, msg_id, self.transport, self._emitter(device), settle, tls
                 )
                 self.sessions_run += 1
                 self.apply(device, device.on_session_end(end, self.clock.now()))

@@ -8,6 +8,7 @@ Must not: change what is sent or answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ssl import SSLContext
 
 from emulator.clock import Clock
 from emulator.device.session import Reply, Transport
@@ -33,8 +34,10 @@ class RecordingTransport:
         self.inner = inner
         self.exchanges: list[Exchange] = []
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
-        reply = await self.inner.post(url, headers, body)
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, tls: SSLContext | None = None
+    ) -> Reply:
+        reply = await self.inner.post(url, headers, body, tls)
         sent = parse(body)
         try:
             answer: Message | None = parse(reply.body) if reply.status == 200 else None

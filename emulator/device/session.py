@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from ssl import SSLContext
 from typing import Any, NamedTuple, Protocol
 
 from emulator.device.agent import ORIGIN, Device, SessionEnd
@@ -55,7 +56,12 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply: ...
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, tls: SSLContext | None = None
+    ) -> Reply:
+        """POST one message; ``tls``: the device's own TLS context (its enrollment client
+        certificate [MSMDM 3.1]), for a device that enrolled."""
+        ...
 
 
 Emit = Callable[..., None]  # emit(event, **fields)
@@ -116,6 +122,7 @@ async def run_session(
     transport: Transport,
     emit: Emit,
     settle: Callable[[CspTree], None] | None = None,
+    tls: SSLContext | None = None,
 ) -> SessionEnd:
     """One full session; every failure becomes a :class:`SessionEnd`, never an exception.
 
@@ -125,7 +132,7 @@ async def run_session(
     session = ClientSession(device.next_session_id(), device.device_id, device.group.server_url)
     ids: dict[str, Any] = {"session_id": session.session_id, "trigger": trigger}
     emit("session.start", msg_id=msg_id, **ids)
-    url = request_url(device.group.server_url)
+    url = request_url(device.group.server_url)  # the enrolled address [DMC-2017]
     headers = request_headers(device, trigger)
     tree = device.tree()
     if settle is not None:
@@ -150,7 +157,7 @@ async def run_session(
         body = serialize(message)
         nbytes += len(body)
         try:
-            reply = await transport.post(url, headers, body)
+            reply = await transport.post(url, headers, body, tls)
         except TransportError as exc:
             emit("session.transport_error", kind=exc.kind, detail=exc.detail, **ids)
             return end(False, exc.kind)

@@ -36,6 +36,17 @@ from emulator.enroll.soap import (
 from emulator.enroll.wstep import TokenRequest, read_token_response
 
 STAGES = ("discovery", "policy", "enrollment")
+ENROLL_RETRY_FIRST_MS = 5 * 60 * 1000
+ENROLL_RETRY_MAX_MS = 24 * 3600 * 1000
+
+
+def enroll_retry_ms(attempt: int) -> int:
+    """When a failed enrollment is tried again: 5 minutes after the first failure, doubling
+    to at most a day (section 0: the sources give no schedule; 5 minutes is the period of
+    Windows' scheduled automatic enrollment task)."""
+    return min(ENROLL_RETRY_FIRST_MS << min(attempt - 1, 20), ENROLL_RETRY_MAX_MS)
+
+
 T = TypeVar("T")
 
 

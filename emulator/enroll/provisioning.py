@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import quoteattr
 
+from emulator.device.csp import POLL_DEFAULTS
 from emulator.enroll.keys import thumbprint
 from emulator.enroll.soap import SoapError, children, local, parse
 
-#: DMClient Poll parms a provisioning document may set [DMC] (protocol.md 1.4)
 POLL_PARMS = (
     "IntervalForFirstSetOfRetries",
     "NumberOfFirstRetries",
@@ -120,7 +120,7 @@ def read_document(raw: bytes) -> Provisioned:
             continue
         sub = _characteristics(node)
         if "Poll" in sub:
-            poll = {k: v for k, v in _parms(sub["Poll"]).items() if k in POLL_PARMS}
+            poll = {k: v for k, v in _parms(sub["Poll"]).items() if k in POLL_DEFAULTS}
         if "Push" in sub:
             ignored.append(f"DMClient/Provider/{provider}/Push")  # not configurable here [DMC]
     if not provider:

@@ -95,16 +95,18 @@ async def start_mdm(
     host: str = "127.0.0.1",
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
+    require_client_cert: bool = True,
 ) -> RunningMdm:
     """Serve ``server`` on ``host:port`` (0 = any free port), over TLS with ``ssl_context``.
     Raises OSError if it cannot.
 
     Over TLS the context is set to ask for a client certificate from the server's
     enrollment CA, and the OMA-DM endpoint then serves only devices presenting the one it
-    issued them [MDE2][MSMDM 3.1]: a certificate of another CA fails the TLS handshake."""
+    issued them [MDE2][MSMDM 3.1] (``require_client_cert``; off for a run whose fleet has
+    devices assumed enrolled): a certificate of another CA fails the TLS handshake."""
     if ssl_context is not None:
         ssl_context.verify_mode = ssl.CERT_OPTIONAL
         ssl_context.load_verify_locations(cadata=server.ca.pem.decode())
-        server.endpoint.require_client_cert = True
+        server.endpoint.require_client_cert = require_client_cert
     served = await listen(server.app(), host, port, ssl_context)
     return RunningMdm(server, served.runner, served.url, served.port)

@@ -15,8 +15,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from emulator.clock import DAY
 from emulator.device.driver import parse_auth
@@ -24,9 +26,10 @@ from emulator.hooks import load_hooks
 from emulator.reports.summary import build_summary
 from emulator.reports.text import plural, render
 from emulator.reports.write import write_run
-from emulator.runner import RunOptions, ServerUnreachable, run_scenario
+from emulator.runner import RunOptions, ServerUnreachable, UnsupportedSetup, run_scenario
 from emulator.scenario.expect import judge_all
 from emulator.scenario.loader import load_scenario
+from emulator.scenario.model import EnrollSpec
 from emulator.sut.faketime import FaketimeMissing
 from emulator.sut.launch import ServerCommand
 from emulator.sut.process import ServerFailed
@@ -41,7 +44,7 @@ class UsageError(Exception):
 
 
 #: What keeps a run's world from starting: said in one line, exit 2, nothing run.
-WorldError = (ServerUnreachable, ServerFailed, FaketimeMissing, OSError)
+WorldError = (ServerUnreachable, UnsupportedSetup, ServerFailed, FaketimeMissing, OSError)
 
 
 def world_error(exc: Exception) -> str:
@@ -91,6 +94,8 @@ def run_options(
     elif args.server_ready is not None:
         raise UsageError("--server-ready is for --server-cmd")
     return RunOptions(
+        enroll=enroll_option(args.enroll, args.enroll_auth, builtin=not args.server),
+        tls_dir=args.tls_dir,
         device_auth=auth,
         server_url=args.server,
         hooks=hooks,
@@ -104,6 +109,39 @@ def run_options(
         progress=False if args.quiet else None,
         progress_stream=err,
         **extra,
+    )
+
+
+def enroll_option(url: str | None, auth: str | None, *, builtin: bool) -> EnrollSpec | None:
+    """``--enroll [URL]`` and ``--enroll-auth AUTH`` as an enroll block; raises UsageError."""
+    if url is None:
+        if auth is not None:
+            raise UsageError("--enroll-auth is for --enroll")
+        return None
+    if url and urlsplit(url).scheme not in ("http", "https"):
+        raise UsageError(f"--enroll {url!r} is not an http(s) Discovery URL")
+    kind, _, rest = (auth or "on-premise").partition(":")
+    spec = EnrollSpec(discovery=url or None)
+    if kind == "on-premise":
+        user, sep, password = rest.partition(":")
+        if rest and not sep:
+            raise UsageError("--enroll-auth on-premise:USER:PASSWORD")
+        if "@" in user:
+            return replace(spec, email=user, password=password)
+        return replace(spec, username=user, password=password)
+    if kind == "federated":
+        return replace(spec, auth="federated", token=rest or None)
+    if kind == "certificate" and rest:
+        if builtin:
+            raise UsageError("the built-in server enrolls with on-premise or federated")
+        cert, _, key = rest.partition(":")
+        for path in (cert, key or cert):
+            if not Path(path).is_file():
+                raise UsageError(f"--enroll-auth: no such file: {path}")
+        return replace(spec, auth="certificate", certificate=(cert, key or cert))
+    raise UsageError(
+        f"--enroll-auth {auth!r}: use on-premise:USER:PASSWORD, federated[:TOKEN] or "
+        "certificate:CERT.pem[:KEY.pem]"
     )
 
 

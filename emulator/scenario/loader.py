@@ -12,6 +12,7 @@ Must not: run anything or touch the network.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 from functools import cache
@@ -26,8 +27,17 @@ from emulator.clock import DAY, DEFAULT_EPOCH_MS, HOUR, MINUTE, parse_iso
 from emulator.device.agent import DeviceGroup
 from emulator.device.power import MB, NETWORK_PATTERNS, POWER_PROFILES, PowerConfig
 from emulator.device.profiles import PROFILES
+from emulator.enroll.keys import DEFAULT_POOL_SIZE
 from emulator.events.catalogue import unknown_event, unknown_field
-from emulator.scenario.model import Event, Expectation, GroupSpec, Scenario, Target
+from emulator.scenario.model import (
+    DEFAULT_EMAIL,
+    EnrollSpec,
+    Event,
+    Expectation,
+    GroupSpec,
+    Scenario,
+    Target,
+)
 from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.config import DEMO_APP, normalize_sid, parse_rate
 from emulator.wns.models import App
@@ -225,6 +235,9 @@ class _Checker:
                 rate_limit = parse_rate(wns["rate_limit"])
             except ValueError as exc:
                 self.fail(("wns", "rate_limit"), str(exc))
+        enroll = None
+        if "enroll" in data and self.sound(("enroll",)):
+            enroll = self._enroll(("enroll",), data["enroll"])
         groups = self._groups(self._list(data, "fleet"))
         names = {g.name for g in groups}
         ids: set[str] | None = {d for g in groups for d in g.device_ids()}
@@ -242,6 +255,7 @@ class _Checker:
             return None
         server = data.get("server", {})
         ttl = server.get("push_ttl")
+        run_enroll = data.get("enroll") or {}
         return Scenario(
             path=self.name,
             name=data["name"],
@@ -257,6 +271,8 @@ class _Checker:
             wns_rate_limit=rate_limit,
             push_rate=int(server.get("push_rate", 12)),
             push_ttl_s=None if ttl is None else max(1, parse_duration(ttl) // 1000),
+            enroll=enroll,
+            key_pool=int(run_enroll.get("key_pool", DEFAULT_POOL_SIZE)),
         )
 
     def _groups(self, raw_groups: list[tuple[int, dict[str, Any]]]) -> list[GroupSpec]:
@@ -304,6 +320,14 @@ class _Checker:
                 renewal_failure_rate=float(failure["rate"]),
             )
             enroll_over = parse_duration(raw.get("enroll_over", DEFAULT_ENROLL_OVER_MS // 1000))
+            enroll = None
+            if "enroll" in raw:
+                if "key_pool" in raw["enroll"]:
+                    self.fail(
+                        ("fleet", i, "enroll", "key_pool"),
+                        "the key pool is the run's: set key_pool in the top-level enroll block",
+                    )
+                enroll = self._enroll(("fleet", i, "enroll"), raw["enroll"])
             out.append(
                 GroupSpec(
                     name,
@@ -312,9 +336,45 @@ class _Checker:
                     enroll_over,
                     pfn_preset=bool(raw.get("pfn_preset", False)),
                     trap_channel=bool(raw.get("trap_channel", False)),
+                    enroll=enroll,
                 )
             )
         return out
+
+    def _enroll(self, path: tuple[int | str, ...], raw: dict[str, Any]) -> EnrollSpec | None:
+        """An enroll block: secrets read from the environment now, so a missing variable
+        is a load error with the file and line, not a failed enrollment later."""
+        auth = raw.get("auth", "on-premise")
+        secrets: dict[str, str] = {}
+        for name in ("password", "token"):
+            env = raw.get(f"{name}_env")
+            if env is None:
+                continue
+            if name in raw:
+                self.fail((*path, f"{name}_env"), f"give {name} or {name}_env, not both")
+            elif (value := os.environ.get(env)) is None:
+                self.fail((*path, f"{name}_env"), f"the environment variable {env} is not set")
+            else:
+                secrets[name] = value
+        certificate = None
+        if auth == "certificate":
+            cert = raw.get("certificate")
+            if cert is None:
+                self.fail((*path, "auth"), "auth certificate needs a certificate: {cert, key}")
+            else:
+                certificate = (cert["cert"], cert.get("key", cert["cert"]))
+                for field_name, file in zip(("cert", "key"), certificate, strict=True):
+                    if not Path(file).is_file():
+                        self.fail((*path, "certificate", field_name), f"{file}: no such file")
+        return EnrollSpec(
+            discovery=raw.get("discovery"),
+            email=raw.get("email", DEFAULT_EMAIL),
+            auth=auth,
+            username=raw.get("username", ""),
+            password=secrets.get("password", raw.get("password", "")),
+            token=secrets.get("token", raw.get("token")),
+            certificate=certificate,
+        )
 
     def _target(
         self,

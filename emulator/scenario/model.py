@@ -11,8 +11,45 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.device.agent import DeviceGroup
+from emulator.enroll.discovery import discovery_url
+from emulator.enroll.flow import EnrollSettings
+from emulator.enroll.keys import DEFAULT_POOL_SIZE
 from emulator.wns.channels import DEFAULT_RATE_LIMIT
 from emulator.wns.models import App
+
+#: the scenario's words for the AuthPolicies [MDE2 3.1]
+AUTH_POLICIES = {"on-premise": "OnPremise", "federated": "Federated", "certificate": "Certificate"}
+
+
+DEFAULT_EMAIL = "user@dmemu.test"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollSpec:
+    """An ``enroll:`` block (the run's, or a group's own): secrets already read from the
+    environment, never printed."""
+
+    discovery: str | None = None  # None: derived from email, or the run's server (--enroll)
+    email: str = DEFAULT_EMAIL
+    auth: str = "on-premise"  # a key of AUTH_POLICIES
+    username: str = ""
+    password: str = field(default="", repr=False)
+    token: str | None = field(default=None, repr=False)
+    certificate: tuple[str, str] | None = None  # (cert file, key file)
+
+    def settings(self, run_discovery: str | None) -> EnrollSettings:
+        """Where and how the devices enroll: this block's discovery URL, else the run's
+        (``--enroll URL``, or the run's own server), else the one the e-mail gives."""
+        url = self.discovery or run_discovery or discovery_url(self.email)
+        return EnrollSettings(
+            discovery_url=url,
+            email=self.email,
+            policy=AUTH_POLICIES[self.auth],
+            username=self.username,
+            password=self.password,
+            token=self.token,
+            client_cert=self.certificate,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +60,7 @@ class GroupSpec:
     enroll_over_ms: int  # enrollments spread evenly over this span from the start
     pfn_preset: bool = False  # enrolls with the PFN already set (conformance C2)
     trap_channel: bool = False  # ChannelURIs on the trap host (conformance B5)
+    enroll: EnrollSpec | None = None  # its own enroll block, else the run's (Scenario.enroll)
 
     def device_ids(self) -> list[str]:
         width = max(4, len(str(self.count - 1)))
@@ -83,6 +121,15 @@ class Scenario:
     wns_rate_limit: tuple[int, int] | None = DEFAULT_RATE_LIMIT  # per channel; None: unlimited
     push_rate: int = 12
     push_ttl_s: int | None = None
+    enroll: EnrollSpec | None = None  # the top-level enroll block: every group's default
+    key_pool: int = DEFAULT_POOL_SIZE  # RSA keys enrolling devices draw from
+
+    def enroll_of(self, group: GroupSpec) -> EnrollSpec | None:
+        return group.enroll or self.enroll
+
+    @property
+    def enrolls(self) -> bool:
+        return any(self.enroll_of(g) is not None for g in self.groups)
 
     @property
     def device_count(self) -> int:
