@@ -236,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mdm.add_argument("--device-token", help="require devices to send 'Bearer TOKEN'")
     mdm.add_argument("--admin-token", help="require 'Bearer TOKEN' on the admin API")
+    mdm.add_argument(
+        "--enroll-policy",
+        choices=["OnPremise", "Federated"],
+        default="OnPremise",
+        help="the AuthPolicy its Discovery service answers (default OnPremise)",
+    )
+    mdm.add_argument(
+        "--enroll-password",
+        help="OnPremise: the password every enrolling user must give (default: any)",
+    )
+    mdm.add_argument(
+        "--enroll-token",
+        help="Federated: the token devices must present (default: one made at start); "
+        "GET /admin/enrollment/token (the enroll_token hook) hands it out",
+    )
     mdm.add_argument("--push-ttl", type=_duration, help="X-WNS-TTL on pushes, e.g. 1h")
     mdm.add_argument(
         "--push-rate", type=int, default=12, help="pushes per device per hour (default 12)"

@@ -342,10 +342,17 @@ def stops_polling(config: MdmConfig, clock: Clock, resolver: AbstractResolver) -
 class SyncHdrStatusLast(OmaDmEndpoint):
     """E2: puts the Status for the SyncHdr last instead of first."""
 
-    def handle(self, body: bytes, authorization: str, origin: str | None, now: int) -> bytes:
+    def handle(
+        self,
+        body: bytes,
+        authorization: str,
+        origin: str | None,
+        now: int,
+        client_cert: str | None = None,
+    ) -> bytes:
         from emulator.syncml import parse, serialize
 
-        reply = parse(super().handle(body, authorization, origin, now))
+        reply = parse(super().handle(body, authorization, origin, now, client_cert))
         first, *rest = reply.commands
         return serialize(Message(reply.header, (*rest, first), reply.final))
 

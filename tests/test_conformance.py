@@ -166,8 +166,15 @@ class LowerCaseBearer(WnsSender):
 class EmptyClose(OmaDmEndpoint):
     """Ends every session with an empty HTTP 200 body instead of a Status-only message."""
 
-    def handle(self, body: bytes, authorization: str, origin: str | None, now: int) -> bytes:
-        reply = super().handle(body, authorization, origin, now)
+    def handle(
+        self,
+        body: bytes,
+        authorization: str,
+        origin: str | None,
+        now: int,
+        client_cert: str | None = None,
+    ) -> bytes:
+        reply = super().handle(body, authorization, origin, now, client_cert)
         commands = parse(reply).commands
         return b"" if all(isinstance(c, Status) for c in commands) else reply
 

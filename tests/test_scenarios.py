@@ -371,9 +371,11 @@ def test_run_against_an_external_server_through_hooks(
     """`dmemu run --server URL --hooks FILE` drives a server in another process over real
     HTTPS with a private CA (--server-ca: the reach probe, the sessions and the hook calls
     all trust it; the probe used to ignore it): devices authenticate as told
-    (--device-auth), its hooks register them (this server only admits listed ones) and push
+    (--device-auth), its hooks register them (this server only admits listed ones), they
+    enroll (--enroll: MS-MDE2 at the server's Discovery service, then mutual TLS with the
+    certificate it issued, which a server over TLS requires [MDE2][MSMDM 3.1]), it pushes
     them, time skips only after an idle window, and the expectations are judged the same
-    way (issue 5)."""
+    way (issues 5, 18)."""
     import socket
 
     from emulator.hooks import REFERENCE_HOOKS
@@ -392,7 +394,7 @@ def test_run_against_an_external_server_through_hooks(
         assert str(ready["omadm_url"]).startswith("https://")
         argv = ["run", str(write(tmp_path, SMALL)), "--server", str(ready["omadm_url"])]
         argv += ["--device-auth", "bearer:s3cret", "--server-ca", str(ready["ca_file"])]
-        argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port)]
+        argv += ["--hooks", str(REFERENCE_HOOKS), "--wns-port", str(wns_port), "--enroll"]
         code = main([*argv, "--idle-ms", "20", "--quiet", "--out", str(tmp_path / "out")])
     finally:
         _stop(proc)
@@ -402,6 +404,11 @@ def test_run_against_an_external_server_through_hooks(
     assert summary["server"] == ready["omadm_url"]
     assert summary["sessions"]["by_trigger"]["push"] == 3
     assert summary["pushes"]["by_wns_outcome"] == {"200 received": 3}
+    lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    enrolled = [e for e in events if e["event"] == "device.enrolled"]
+    assert len(enrolled) == 3
+    assert all(e["server_url"] == ready["omadm_url"] for e in enrolled)
 
 
 def test_real_time_mode_at_a_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

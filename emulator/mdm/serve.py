@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.clock import Clock, iso
+from emulator.enroll.discovery import DISCOVERY_PATH
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.server import ReferenceServer, start_mdm
 from emulator.mdm.store import StoreError
@@ -77,8 +79,19 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
         device_token=args.device_token,
         admin_token=args.admin_token,
         wns_ca_file=args.wns_ca,
+        enroll_policy=args.enroll_policy,
+        enroll_password=args.enroll_password,
+        enroll_token=args.enroll_token
+        or (secrets.token_urlsafe(24) if args.enroll_policy == "Federated" else None),
         **optional,
     )
+
+
+def _enrollment_words(config: MdmConfig) -> str:
+    if config.enroll_policy == "Federated":
+        return "Federated; the token: GET /admin/enrollment/token"
+    password = "the --enroll-password" if config.enroll_password else "any password"
+    return f"OnPremise, any user with {password}"
 
 
 def _clock_words(clock: Clock) -> str:
@@ -109,6 +122,7 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
         f"dmemu mdm listening on {running.url}",
         f"  clock:       {_clock_words(clock)}, now {iso(clock.now())}",
         f"  OMA-DM:      {running.omadm_url}   (ProviderID {config.provider_id})",
+        f"  enrollment:  {running.url}{DISCOVERY_PATH}   ({_enrollment_words(config)})",
         f"  admin API:   {running.url}/admin/devices",
         f"  WNS:         token {config.token_url}; trusted {', '.join(config.trusted_hosts)}",
         f"  app:         {config.app.client_id}  PFN {config.app.pfn}",
@@ -116,6 +130,7 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
     ]
     if ca_file is not None:
         lines.append(f"  CA file:     {ca_file.resolve()}  (devices: --server-ca)")
+        lines.append("  OMA-DM over TLS serves only the client certificate issued at enrollment")
     if args.ready_file:
         ready = {"url": running.url, "omadm_url": running.omadm_url, "port": running.port}
         ready["ca_file"] = str(ca_file.resolve()) if ca_file else None
