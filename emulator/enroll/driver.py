@@ -4,7 +4,8 @@ Owns: sending each request of the flow on the run's HTTP client (so it trusts wh
 devices trust, ``--server-ca``), with a timeout and a response size cap; a TLS client
 certificate for the Certificate policy; asking for a Federated token (the scenario's, or
 the ``enroll_token`` hook's answer); and mapping network failures to
-:class:`~emulator.enroll.flow.EnrollFailed` ("unreachable", "timeout").
+:class:`~emulator.enroll.flow.EnrollFailed` ("unreachable", "timeout", "tls": the server's
+certificate is not trusted, or it refused the device's).
 Must not: decide anything about the protocol (the flow does) or touch device state.
 """
 
@@ -90,6 +91,8 @@ class Enroller:
                 return HttpResponse(resp.status, resp.content_type, body)
         except TimeoutError:
             raise EnrollFailed(request.stage, "timeout", f"no answer from {request.url}") from None
+        except aiohttp.ClientSSLError as exc:  # before ClientError: it is one
+            raise EnrollFailed(request.stage, "tls", f"{request.url}: TLS failed: {exc}") from None
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             raise EnrollFailed(
                 request.stage, "unreachable", f"{request.url}: {type(exc).__name__}: {exc}"

@@ -144,7 +144,7 @@ class Enrolled:
 class EnrollFailed(Exception):
     """Why enrollment stopped: ``stage`` (discovery, policy, enrollment), ``reason`` (a short
     kind: ``soap-fault``, ``http-<status>``, ``malformed``, ``certificate-mismatch``,
-    ``unsupported-policy``, ``no-token``, ``unreachable``, ``timeout``), what happened, and
+    ``unsupported-policy``, ``no-token``, ``unreachable``, ``timeout``, ``tls``), what happened, and
     the server's bytes."""
 
     def __init__(

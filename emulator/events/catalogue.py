@@ -78,7 +78,7 @@ _EVENTS = [
         "enrollment failed; the device tries again later (5 min, doubling to a day)",
         stage="discovery, policy or enrollment",
         reason="soap-fault, http-<status>, malformed, certificate-mismatch, "
-        "unsupported-policy, no-token, unreachable or timeout",
+        "unsupported-policy, no-token, unreachable, timeout or tls",
         detail="what happened, in words",
         excerpt="the start of the server's answer (its bytes, as text)",
         attempt="which try failed",
