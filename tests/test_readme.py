@@ -48,7 +48,7 @@ def test_every_shell_block_says_how_it_is_tested() -> None:
     assert set(hows) <= {"run", "make demo (make test is the suite that runs this check)"}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_readme_commands_work_as_written(tmp_path: Path) -> None:
     for name in ("scenarios", "emulator"):
         (tmp_path / name).symlink_to(ROOT / name)
@@ -62,7 +62,7 @@ def test_readme_commands_work_as_written(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=400,
         env={**os.environ, "PATH": f"{Path(dmemu).parent}{os.pathsep}{os.environ['PATH']}"},
     )
     out = done.stdout
@@ -75,6 +75,10 @@ def test_readme_commands_work_as_written(tmp_path: Path) -> None:
     assert "X-WNS-Status: received" in out  # the fake WNS curl session
     assert "HTTP/1.1 401" in out
     assert (tmp_path / "out" / "conformance.json").exists()
+    enrolled = (tmp_path / "out" / "enrolled" / "events.jsonl").read_text()
+    assert '"event":"device.enrolled"' in enrolled  # into the standalone server over HTTPS
+    assert '"event":"session.start"' in enrolled
+    assert (tmp_path / "out" / "enrolled-conformance" / "conformance.json").exists()
 
 
 @pytest.mark.timeout(120)
