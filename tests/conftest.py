@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -142,3 +142,24 @@ def interrupt_dmemu(
             proc.kill()
             proc.wait()
     return proc.returncode, line + stdout, stderr
+
+
+@pytest.fixture
+async def make_client(
+    clock: VirtualClock, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+) -> AsyncIterator[Callable[..., Awaitable[TestClient[Any, Any]]]]:
+    """Builds reference servers (``MdmConfig`` fields as keywords) mounted on test clients,
+    closing them all after the test."""
+    from emulator.mdm.config import MdmConfig
+    from emulator.mdm.server import ReferenceServer
+
+    servers: list[ReferenceServer] = []
+
+    async def make(**config: Any) -> TestClient[Any, Any]:
+        server = ReferenceServer(MdmConfig(app=APP_A, **config), clock)
+        servers.append(server)
+        return await aiohttp_client(server.app())
+
+    yield make
+    for server in servers:
+        await server.close()

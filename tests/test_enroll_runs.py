@@ -205,3 +205,17 @@ def test_run_with_enroll_writes_enrollments(
     assert [e["auth_policy"] for e in events if e["event"] == "device.enrolled"] == [
         "OnPremise"
     ] * 2
+
+
+async def test_quickstart_passes_with_every_device_enrolled(tmp_path: Path) -> None:
+    """Issue 18's done-when: the quickstart's expectations all hold when its 22 devices
+    enroll first and then run 45 days of sessions and pushes over mutual TLS."""
+    from emulator.scenario.expect import judge_all
+    from emulator.scenario.model import EnrollSpec
+
+    scenario = load_scenario(Path(__file__).parents[1] / "scenarios" / "quickstart.yaml")
+    options = RunOptions(progress=False, tls_dir=tmp_path / "tls", enroll=EnrollSpec())
+    result = await run_scenario(scenario, options)
+    assert len(of(result, "device.enrolled")) == 22
+    verdicts = judge_all(scenario.expectations, result.events, result.group_of, result.end_ms)
+    assert all(v.passed for v in verdicts), [v for v in verdicts if not v.passed]

@@ -4,7 +4,7 @@ server keeps serving (issue 4); the shipped hooks file drives it (conformance.md
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,6 @@ from structlog.testing import capture_logs
 from emulator.clock import MINUTE, VirtualClock
 from emulator.hooks import REFERENCE_HOOKS, HookClient, HookMissing, HooksFile, load_hooks
 from emulator.mdm.app import OMADM_PATH
-from emulator.mdm.config import MdmConfig
-from emulator.mdm.server import ReferenceServer
 from emulator.syncml import (
     CONTENT_TYPE,
     MAX_MESSAGE_BYTES,
@@ -29,7 +27,6 @@ from emulator.syncml import (
     serialize,
 )
 from emulator.yamlconf import ConfigError
-from tests.conftest import APP_A
 from tests.mdm_world import ref_world
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -46,22 +43,6 @@ def package1(device_id: str = "dev-1", msg_id: str = "1", session_id: str = "7")
             ),
         )
     )
-
-
-@pytest.fixture
-async def make_client(
-    clock: VirtualClock, aiohttp_client: AiohttpClient
-) -> AsyncIterator[Callable[..., Awaitable[TestClient[Any, Any]]]]:
-    servers: list[ReferenceServer] = []
-
-    async def make(**config: Any) -> TestClient[Any, Any]:
-        server = ReferenceServer(MdmConfig(app=APP_A, **config), clock)
-        servers.append(server)
-        return await aiohttp_client(server.app())
-
-    yield make
-    for server in servers:
-        await server.close()
 
 
 async def test_malformed_syncml_is_a_400_with_the_reason_and_a_log_line(

@@ -5,7 +5,7 @@ the certificate it issued them (issue 18)."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +38,6 @@ SOAP = {"Content-Type": "application/soap+xml; charset=utf-8"}
 KEYS = KeyPool(2)
 
 
-@pytest.fixture
-async def enroll_client(
-    clock: VirtualClock, aiohttp_client: AiohttpClient
-) -> AsyncIterator[Callable[..., Awaitable[TestClient[Any, Any]]]]:
-    servers: list[ReferenceServer] = []
-
-    async def make(**config: Any) -> TestClient[Any, Any]:
-        server = ReferenceServer(MdmConfig(app=APP_A, **config), clock)
-        servers.append(server)
-        return await aiohttp_client(server.app())
-
-    yield make
-    for server in servers:
-        await server.close()
-
-
 def _token_request(device_id: str, creds: Credentials | None, csr: bytes | None = None) -> bytes:
     csr = csr or certificate_request(device_id, KEYS.key(0), "sha256")
     context = (("DeviceID", device_id), ("EnrollmentType", "Full"))
@@ -67,12 +51,12 @@ def _fault_of(body: bytes) -> tuple[str, str]:
 
 
 async def test_discovery_answers_the_servers_policy_and_urls(
-    enroll_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
 ) -> None:
     """GET answers 200 (the device's availability probe); POST Discover answers the
     AuthPolicy and the Policy and Enrollment service URLs on the origin the device used,
     and for Federated the AuthenticationServiceUrl [MDE2 3.1.4]."""
-    client = await enroll_client(enroll_policy="Federated", enroll_token="t")
+    client = await make_client(enroll_policy="Federated", enroll_token="t")
     assert (await client.get(DISCOVERY_PATH)).status == 200
     request = DiscoverRequest("ann@contoso.com", message_id="urn:uuid:1")
     resp = await client.post(DISCOVERY_PATH, data=request.to_bytes("x"), headers=SOAP)
@@ -117,7 +101,7 @@ async def test_discovery_answers_the_servers_policy_and_urls(
     ],
 )
 async def test_enrollment_declines_with_the_fault_a_device_understands(
-    enroll_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     config: dict[str, Any],
     body: bytes,
     status: int,
@@ -127,7 +111,7 @@ async def test_enrollment_declines_with_the_fault_a_device_understands(
     wrong password or token (Authentication), a device not on the list (Authorization), a
     request that is not a valid PKCS#10 (CertificateRequest); each with a log line holding
     the offending bytes, and the server goes on serving."""
-    client = await enroll_client(**config)
+    client = await make_client(**config)
     with capture_logs() as logs:
         resp = await client.post(ENROLLMENT_PATH, data=body, headers=SOAP)
     assert resp.status == status
@@ -140,10 +124,10 @@ async def test_enrollment_declines_with_the_fault_a_device_understands(
 
 
 async def test_wrong_content_type_is_415(
-    enroll_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
 ) -> None:
     """A SOAP 1.2 service takes application/soap+xml only (what WCF answers otherwise)."""
-    client = await enroll_client()
+    client = await make_client()
     body = get_policies_request("x", "urn:uuid:1", Credentials("OnPremise", "a", "b"))
     resp = await client.post(POLICY_PATH, data=body, headers={"Content-Type": "text/xml"})
     assert resp.status == 415
