@@ -255,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     mdm.add_argument(
         "--push-rate", type=int, default=12, help="pushes per device per hour (default 12)"
     )
+    mdm.add_argument(
+        "--latency",
+        type=_duration,
+        default=0,
+        metavar="DURATION",
+        help="added to every response on the server's own clock, e.g. 20ms (default 0)",
+    )
     _add_clock_args(mdm, virtual=False)  # its retries run on timers: it needs time to pass
     _add_tls_args(mdm)
     mdm.add_argument(

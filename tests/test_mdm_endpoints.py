@@ -229,3 +229,22 @@ async def test_an_admin_push_that_was_not_sent_says_so(
     body = await resp.json()
     assert body["action"] == "no_channel"
     assert body["http_status"] == 0
+
+
+async def test_latency_delays_every_response_on_the_servers_clock(
+    clock: VirtualClock, make_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+) -> None:
+    """`dmemu mdm --latency 20ms` (issue 19): every response waits 20 ms on the server's own
+    clock before it goes, so a run can be measured against a server answering in
+    milliseconds; here the clock is virtual, so the answer comes only once it has moved."""
+    import asyncio
+
+    client = await make_client(latency_ms=20)
+    request = asyncio.ensure_future(client.get("/admin/devices"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not request.done()
+    await clock.jump(19)
+    assert not request.done()
+    await clock.jump(1)
+    assert (await request).status == 200

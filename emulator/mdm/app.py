@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.clock import iso
@@ -56,7 +57,8 @@ _TIME_FIELDS = frozenset(
 
 
 def make_mdm_app(server: ReferenceServer) -> web.Application:
-    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+    middlewares = [_latency(server.config.latency_ms)] if server.config.latency_ms else []
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=middlewares)
     app[CLOCK] = server.clock
     app[MDM] = server
     app.router.add_post(OMADM_PATH, guard(omadm, _plain_crash))
@@ -74,6 +76,18 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
     for method, path, handler in admin:
         app.router.add_route(method, path, guard(_admin(handler)))
     return app
+
+
+def _latency(ms: int) -> Middleware:
+    """Every response waits ``ms`` on the server's clock before it goes (``--latency``)."""
+
+    @web.middleware
+    async def delayed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        await request.app[CLOCK].sleep(ms)
+        return response
+
+    return delayed
 
 
 def _admin(handler: Handler) -> Handler:

@@ -51,6 +51,9 @@ class MdmConfig:
     # the in-process server of a seeded run derives its CA key from this label (the same
     # certificates on every machine); None: a random key, made once and kept in the store
     ca_key_label: str | None = None
+    #: added to every response, on the server's own clock (``dmemu mdm --latency``): a
+    #: server that answers in milliseconds, not microseconds
+    latency_ms: int = 0
     # an unfinished session is forgotten after this (generous: under a fast real-time clock
     # (--rate) an exchange of a few real milliseconds spans minutes of emulated time)
     session_idle_ms: int = DAY

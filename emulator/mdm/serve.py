@@ -79,6 +79,7 @@ def mdm_config(args: argparse.Namespace) -> MdmConfig:
         device_token=args.device_token,
         admin_token=args.admin_token,
         wns_ca_file=args.wns_ca,
+        latency_ms=args.latency,
         enroll_policy=args.enroll_policy,
         enroll_password=args.enroll_password,
         enroll_token=args.enroll_token
@@ -128,6 +129,8 @@ async def serve_mdm(args: argparse.Namespace, clock: Clock, config: MdmConfig) -
         f"  app:         {config.app.client_id}  PFN {config.app.pfn}",
         f"  database:    {args.db}",
     ]
+    if config.latency_ms:
+        lines.append(f"  latency:     {config.latency_ms} ms added to every response")
     if ca_file is not None:
         lines.append(f"  CA file:     {ca_file.resolve()}  (devices: --server-ca)")
         lines.append("  OMA-DM over TLS serves only the client certificate issued at enrollment")
