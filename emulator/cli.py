@@ -282,6 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world_args(run)
     run.add_argument("--out", type=Path, help="write events.jsonl, summary.json, junit.xml here")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument(
+        "--resolution",
+        type=_duration,
+        default=0,
+        metavar="DURATION",
+        help="timers due in the same window of this length fire together, at its start, and "
+        "their exchanges overlap, e.g. 1m (default 0: exact); see the README for the trade",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="with --resolution: sessions in flight at once (default 64)",
+    )
 
     conf = sub.add_parser(
         "conformance",

@@ -103,6 +103,10 @@ class RunOptions:
     #: --enroll: every group enrolls (MS-MDE2); ``discovery`` None: the run's own server.
     #: A group's or the scenario's enroll block keeps its credentials and address.
     enroll: EnrollSpec | None = None
+    #: --resolution: timers due in the same window of this many ms fire together and their
+    #: exchanges overlap (0: exact, every instant on its own)
+    resolution_ms: int = 0
+    concurrency: int = 64  # --concurrency: sessions in flight at once within a window
 
 
 @dataclass
@@ -295,6 +299,7 @@ class World:
             events=self.events,
             enroller=enroller,
             identities=identities,
+            concurrency=o.concurrency,
         )
 
     def _builtin_enrollment(self) -> dict[str, Any]:
@@ -492,7 +497,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             raise ValueError("RunOptions.clock: a virtual clock at the scenario's start, no rate")
         clock = options.clock
     elif options.rate is None:
-        clock = VirtualClock(scenario.start_ms)
+        clock = VirtualClock(scenario.start_ms, resolution_ms=options.resolution_ms)
     else:
         clock = RealTimeClock(options.rate, start_ms=scenario.start_ms)
     world = World(scenario, options, clock)

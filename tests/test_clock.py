@@ -212,3 +212,29 @@ def test_the_wall_clock_follows_the_host_clock_when_it_leaps() -> None:
         assert fired == [1]
         frozen.move_to(datetime(2026, 1, 2))  # set back: holds
         assert clock.now() == start + 15 * DAY
+
+
+async def test_a_resolution_fires_a_windows_timers_together_at_its_end() -> None:
+    """--resolution (issue 19): timers due in the same window fire together at the window's
+    end (never before they are due), and the work they start overlaps; a later window's
+    timer waits for its own."""
+    clock = VirtualClock(0, resolution_ms=60_000)
+    seen: list[tuple[str, int]] = []
+    in_flight = 0
+    most = 0
+
+    async def exchange(name: str) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        seen.append((name, clock.now()))
+        for _ in range(3):  # an exchange takes a few loop turns
+            await asyncio.sleep(0)
+        in_flight -= 1
+
+    for name, at in (("a", 10_000), ("b", 30_000), ("c", 59_999), ("d", 60_001)):
+        clock.call_at(at, lambda n=name: clock.spawn(exchange(n)))
+    await clock.run_async(200_000)
+    assert seen == [("a", 60_000), ("b", 60_000), ("c", 60_000), ("d", 120_000)]
+    assert most == 3
+    assert clock.now() == 200_000

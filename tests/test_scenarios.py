@@ -534,3 +534,19 @@ async def test_a_stop_before_the_run_starts_is_exit_130(
     task.cancel()
     assert await task == 130
     assert "interrupted before the run started" in capsys.readouterr().err
+
+
+def test_resolution_puts_events_on_its_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dmemu run --resolution 1m` (issue 19): every event carries the end of its one-minute
+    window, and the expectations still hold; with --rate it is refused (exit 2)."""
+    out = tmp_path / "out"
+    path = write(tmp_path, SMALL)
+    code = main(["run", str(path), "--quiet", "--resolution", "1m", "--out", str(out)])
+    assert code == 0, capsys.readouterr().out
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert events
+    assert all(e["t_ms"] % 60_000 == 0 for e in events)
+    assert main(["run", str(path), "--quiet", "--resolution", "1m", "--rate", "100"]) == 2
+    assert "--resolution is for the virtual clock" in capsys.readouterr().err

@@ -11,9 +11,11 @@ due time, call it. They suit sans-I/O cores and unit tests, where callbacks do n
 
 ``run_async(until)`` drives a world of asyncio tasks and HTTP exchanges. Each round it gives
 the event loop a turn, waits until the busy count is zero and every quiet check passes, then
-jumps to the next due time and fires everything due then. A task that waits on
-``clock.sleep`` has released its hold, so a request sleeping on injected latency does not
-stall time; the timer that wakes it takes the hold back as it fires.
+jumps to the next due time and fires everything due then. With a ``resolution_ms`` it fires
+everything due in that window at once, at its end, so exchanges at nearby instants overlap
+(a run against a server with real latency is bounded by windows, not by instants). A task
+that waits on ``clock.sleep`` has released its hold, so a request sleeping on injected
+latency does not stall time; the timer that wakes it takes the hold back as it fires.
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ class VirtualClock(Scheduler):
 
     mode = "virtual"
 
-    def __init__(self, start_ms: int = DEFAULT_EPOCH_MS, *, settle_rounds: int = 1) -> None:
+    def __init__(
+        self, start_ms: int = DEFAULT_EPOCH_MS, *, settle_rounds: int = 1, resolution_ms: int = 0
+    ) -> None:
         super().__init__()
         self._now = int(start_ms)
+        #: run_async fires timers due in the same window of this length together, at the
+        #: window's end, and waits once for all they started (0: every instant exactly)
+        self.resolution_ms = resolution_ms
         self._watchers: list[Callable[[int], None]] = []
         self._sources: list[Callable[[], int | None]] = []  # timers kept elsewhere
         # Event-loop turns at each instant before time may move on. Correctness does not need
@@ -102,13 +109,29 @@ class VirtualClock(Scheduler):
         fired = 0
         await self.wait_quiet()
         while (due := self._next_stop(until)) is not None:
-            if due > self._now:
-                self._moved(due)
-            fired += self._run_due(due)
+            if self.resolution_ms > 0:
+                fired += self._run_window(due, until)
+            else:
+                if due > self._now:
+                    self._moved(due)
+                fired += self._run_due(due)
             await self.wait_quiet()
         self._reach(until)
         await self.wait_quiet()
         return fired
+
+    def _run_window(self, due: int, until: int | None) -> int:
+        """Fire every timer due by the end of the window (of ``resolution_ms``, aligned to
+        the epoch) that holds ``due``, all at that end: what they start runs concurrently,
+        every event carries the window's instant, and nothing fires before it is due (a
+        timer is up to one window late)."""
+        width = self.resolution_ms
+        end = max(self._now, -(-due // width) * width)
+        if until is not None:
+            end = min(end, until)
+        if end > self._now:
+            self._moved(end)
+        return self._run_due(end)
 
     def add_timer_source(self, next_due: Callable[[], int | None]) -> None:
         """Timers kept elsewhere on this clock (an in-process server's event loop, see

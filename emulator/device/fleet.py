@@ -9,6 +9,7 @@ Must not: decide device behaviour (``agent.py`` does) or speak HTTP (the transpo
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -54,6 +55,7 @@ class Fleet:
         events: EventLog | None = None,
         enroller: Enroller | None = None,
         identities: Identities | None = None,
+        concurrency: int = 0,
     ) -> None:
         self.clock = clock
         self.wns = wns
@@ -69,6 +71,10 @@ class Fleet:
         self.enroller = enroller
         self.identities = identities
         self.enroll_attempts: dict[str, int] = {}
+        #: sessions in flight at once (0: unbounded); matters when a clock resolution lets
+        #: the sessions of a window run together
+        self.concurrency = concurrency
+        self._gate: asyncio.Semaphore | None = None
         self._enrolled_groups: dict[tuple[int, str, str], tuple[DeviceGroup, DeviceGroup]] = {}
         wns.fleet_subscriber = self._delivered
 
@@ -258,9 +264,16 @@ class Fleet:
             while next_up is not None:
                 trigger, msg_id = next_up
                 tls = self.identities.context(device.device_id) if self.identities else None
-                end = await run_session(
+                session = run_session(
                     device, trigger, msg_id, self.transport, self._emitter(device), settle, tls
                 )
+                if self.concurrency > 0:
+                    if self._gate is None:  # made in the running loop
+                        self._gate = asyncio.Semaphore(self.concurrency)
+                    async with self._gate:
+                        end = await session
+                else:
+                    end = await session
                 self.sessions_run += 1
                 self.apply(device, device.on_session_end(end, self.clock.now()))
                 next_up = self.waiting.pop(device.device_id, None)

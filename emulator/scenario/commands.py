@@ -183,7 +183,18 @@ async def run(
 async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         scenario = load_scenario(args.scenario)
-        options = run_options(args, err, out, seed=args.seed)
+        if args.resolution and args.rate is not None:
+            raise UsageError("--resolution is for the virtual clock, not --rate")
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        options = run_options(
+            args,
+            err,
+            out,
+            seed=args.seed,
+            resolution_ms=args.resolution,
+            concurrency=args.concurrency,
+        )
     except ConfigError as exc:
         print_problems(exc, err)
         return EXIT_USAGE
