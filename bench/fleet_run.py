@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from emulator.yamlconf import parse_duration
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wns_throughput import PY, ROOT, free_port, load_aiohttp, pinned, start_bare, wait_port
 
@@ -73,7 +75,9 @@ def baselines(seconds: float) -> tuple[float, float]:
         proc.wait(timeout=20)
 
 
-def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
+def fleet_run(
+    scenario: Path, work: Path, latency: str = "0", resolution: str = "0"
+) -> dict[str, Any]:
     wns_port = free_port()
     mdm_port = free_port()
     mdm = subprocess.Popen(
@@ -89,6 +93,8 @@ def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
             f"http://127.0.0.1:{wns_port}",
             "--log-level",
             "warning",
+            "--latency",
+            latency,
         ],
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
@@ -113,6 +119,8 @@ def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
             "--idle-ms",
             "0",  # the reference server pushes within the hook's request: nothing to wait for
             "--quiet",
+            "--resolution",
+            resolution,
             "--out",
             str(out),
         ],
@@ -124,7 +132,16 @@ def fleet_run(scenario: Path, work: Path) -> dict[str, Any]:
     mdm.terminate()
     _, mdm_mb, mdm_cpu = wait_rusage(mdm)
     summary = json.loads((out / "summary.json").read_text())
+    round_trips, instants = 0, set()
+    with (out / "events.jsonl").open() as events:
+        for line in events:
+            event = json.loads(line)
+            if event["event"] == "session.end":
+                round_trips += event["messages"]
+                instants.add(event["t_ms"])
     return {
+        "round_trips": round_trips,
+        "instants": len(instants),  # distinct instants (windows) with a session
         "exit": code,
         "wall_s": wall,
         "sessions": summary["sessions"]["started"],
@@ -144,12 +161,14 @@ def main() -> None:
     )
     parser.add_argument("--days", type=int, help="shorten the run to this many days")
     parser.add_argument("--baseline-seconds", type=float, default=5.0)
+    parser.add_argument("--latency", default="0", help="dmemu mdm --latency, e.g. 20ms")
+    parser.add_argument("--resolution", default="0", help="dmemu run --resolution, e.g. 1m")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         scenario = shortened(args.scenario, args.days, work)
         bare, sequential = baselines(args.baseline_seconds)
-        result = fleet_run(scenario, work)
+        result = fleet_run(scenario, work, args.latency, args.resolution)
     per_s = result["sessions"] / result["wall_s"]
     print(
         f"scenario:          {args.scenario.name}"
@@ -170,6 +189,20 @@ def main() -> None:
         f"handler's requests/s; {per_s / (sequential / 2):.2f}x the sequential floor)"
     )
     print(f"pushes/s:          {result['pushes'] / result['wall_s']:,.1f}")
+    latency_s = parse_duration(args.latency) / 1000
+    if latency_s:
+        exact_floor = result["round_trips"] * latency_s
+        print(
+            f"latency floor:     {result['round_trips']:,} round trips x {latency_s * 1000:g} ms"
+            f" = {exact_floor:,.0f} s for an exact run (sessions never overlap); "
+            f"{result['instants']:,} instants with a session at resolution {args.resolution}"
+        )
+        per_session = result["round_trips"] / max(1, result["sessions"])
+        print(
+            f"window floor:      {result['instants']:,} instants x {per_session:.1f} round "
+            f"trips x {latency_s * 1000:g} ms = {result['instants'] * per_session * latency_s:,.0f}"
+            " s (each instant waits for its slowest session before time moves on)"
+        )
     print(
         f"peak memory:       emulator {result['emulator_peak_mb']:.0f} MB, "
         f"reference server {result['server_peak_mb']:.0f} MB"
