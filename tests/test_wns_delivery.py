@@ -292,3 +292,20 @@ def test_a_cached_push_never_crosses_a_dead_channel(
     assert service.set_connection("dev-1", "connected", clock.now()) == 0
     assert device.got == []
     assert channel.cached == {}
+
+
+def test_a_devices_identifiers_do_not_depend_on_other_devices(clock: VirtualClock) -> None:
+    """Issue 19: every identifier comes from a per-device or per-channel stream, never a
+    shared sequence, so a device's ChannelURIs, channel ids and Msg-IDs are the same
+    whichever other devices a fake WNS serves, and in whatever order (shards rely on it)."""
+    def story(service: WnsService, device: str) -> list[str]:
+        first = service.request_channel(device, APP_A.pfn, clock.now())
+        second = service.request_channel(device, APP_A.pfn, clock.now())  # a renewal
+        return [first.uri, first.id, second.uri, second.id]
+
+    alone = make_service(clock, seed=7)
+    crowded = make_service(clock, seed=7)
+    for other in ("x-1", "x-2", "x-3"):
+        crowded.request_channel(other, APP_A.pfn, clock.now())
+    assert story(alone, "dev-1") == story(crowded, "dev-1")
+    assert story(make_service(clock, seed=8), "dev-1") != story(alone, "dev-1")

@@ -24,8 +24,8 @@ On reconnect the cached pushes whose TTL and cache period have not run out are d
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
-import random
 from collections.abc import Iterable
 from urllib.parse import parse_qs
 
@@ -75,7 +75,7 @@ class ChannelRegistry:
     def __init__(
         self,
         apps: Iterable[App],
-        rng: random.Random,
+        seed: int | str,
         *,
         base_url: str,
         channel_ttl_ms: int = DEFAULT_CHANNEL_TTL_MS,
@@ -88,7 +88,9 @@ class ChannelRegistry:
             raise ValueError("renewal must be 'new' or 'extend'")
         #: by PFN in lower case: PFNs match whatever their letter case (section 0 [WP81BLOG])
         self.apps_by_pfn = {app.pfn.lower(): app for app in apps}
-        self.rng = rng  # seeded: ChannelURIs are reproducible run to run
+        #: ChannelURIs derive from (seed, device, its n-th channel): reproducible run to run,
+        #: and a device's own whatever other devices do (or which shard serves them)
+        self.seed = seed
         self.base_url = base_url.rstrip("/")
         self.channel_ttl_ms = channel_ttl_ms
         self.cache_period_ms = cache_period_ms
@@ -103,7 +105,6 @@ class ChannelRegistry:
         self.endpoints: dict[str, Endpoint] = {}
         #: devices whose ChannelURIs name another host (a trap listener: conformance B5)
         self.base_for: dict[str, str] = {} if base_for is None else base_for
-        self._next_id = 1
 
     # -- issuing --------------------------------------------------------------------------
     def request_channel(self, device_id: str, pfn: str, now: int) -> Channel:
@@ -148,10 +149,12 @@ class ChannelRegistry:
         return self.canonical(pfn) in self.blocked
 
     def _issue(self, app: App, device_id: str, now: int) -> Channel:
-        raw = base64.b64encode(b"\x03\x06\x00\x00" + self.rng.randbytes(80)).decode("ascii")
+        nth = len(self.by_device.get(device_id, ()))
+        stream = hashlib.shake_256(f"{self.seed}:channel:{device_id}:{nth}".encode()).digest(86)
+        raw = base64.b64encode(b"\x03\x06\x00\x00" + stream[:80]).decode("ascii")
         encoded = _as_issued(raw)
         channel = Channel(
-            id=f"ch-{self._next_id:06d}",
+            id=f"ch-{stream[80:].hex()}",
             token=raw,
             uri=f"{self.base_for.get(device_id, self.base_url)}/?token={encoded}",
             sid=app.sid,
@@ -161,7 +164,6 @@ class ChannelRegistry:
             issued_ms=now,
             expires_ms=now + self.channel_ttl_ms,
         )
-        self._next_id += 1
         self.channels[channel.token] = channel
         self.by_query[f"token={encoded}"] = channel
         self.by_id[channel.id] = channel

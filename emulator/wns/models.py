@@ -109,7 +109,7 @@ class Endpoint:
 class Channel:
     """A ChannelURI: issued per (device, PFN), valid 30 days [PUSH][WNSOV]."""
 
-    id: str  # short handle for the control API ("ch-000001")
+    id: str  # short handle for the control API ("ch-" and 12 hex digits)
     token: str  # the decoded value of the URI's `token` query parameter
     uri: str  # the ChannelURI exactly as handed to the device (opaque to senders)
     sid: str  # app that owns it (via its PFN): only that app's tokens may push [WNSHDR] 403
@@ -123,6 +123,7 @@ class Channel:
     cached: dict[str, Push] = field(default_factory=dict)  # one per type, newest wins [RAW]
     delivered: list[Delivery] = field(default_factory=list)  # newest last, bounded
     recent: list[int] = field(default_factory=list)  # accepted-push times in the rate window
+    pushes: int = 0  # pushes accepted so far: the Msg-ID stream's position
 
     def state(self, now: int, blocked: bool) -> str:
         if blocked:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -127,7 +128,7 @@ class WnsService:
         )
         self.registry = ChannelRegistry(
             self.config.apps,
-            random.Random(f"{seed}:channels"),
+            seed,
             base_url=self.base_url,
             base_for=self.base_for,
             channel_ttl_ms=self.config.channel_ttl_ms,
@@ -224,7 +225,7 @@ class WnsService:
         self.registry.check_rate(channel, now)
         ttl_s = rules.ttl_s
         push = Push(
-            self._msg_id(),
+            self._msg_id(channel),
             rules.wns_type,
             body,
             now,
@@ -398,9 +399,12 @@ class WnsService:
         # %-formatting: ~1k instructions cheaper per push than a format spec (callgrind)
         ex.debug_trace = "DMEMU%08d" % (self._seq + 1)  # noqa: UP031
 
-    def _msg_id(self) -> str:
-        # [WNSHDR] alphanumeric <= 16 chars; %-formatting as in _start
-        return "%016X" % self._ids.getrandbits(64)  # noqa: UP031
+    def _msg_id(self, channel: Channel) -> str:
+        """[WNSHDR] alphanumeric, at most 16 characters: from the channel's own stream (the
+        n-th push it accepted), so a device's Msg-IDs do not depend on other devices."""
+        channel.pushes += 1
+        key = f"{self.config.seed}:msg:{channel.token}:{channel.pushes}".encode()
+        return hashlib.blake2b(key, digest_size=8).hexdigest().upper()
 
     def _new_cv(self) -> str:
         # A correlation vector is "<base>.<extension>" [WNSHDR]: one random base per service
