@@ -291,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
         "their exchanges overlap, e.g. 1m (default 0: exact); see the README for the trade",
     )
     run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the fleet into N shards, each a process with its own clock, fake WNS and "
+        "reference server (built-in server only; default 1)",
+    )
+    run.add_argument(
         "--concurrency",
         type=int,
         default=64,

@@ -55,6 +55,7 @@ from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import settled_heap
+from emulator.shards.split import shard_of
 from emulator.sut.launch import ServerCommand, launch
 from emulator.sut.process import GRACE_S, ServerProcess
 from emulator.tls import server_context
@@ -107,6 +108,8 @@ class RunOptions:
     #: exchanges overlap (0: exact, every instant on its own)
     resolution_ms: int = 0
     concurrency: int = 64  # --concurrency: sessions in flight at once within a window
+    #: (index, count): this world holds only the devices of that shard (emulator.shards)
+    shard: tuple[int, int] | None = None
 
 
 @dataclass
@@ -331,6 +334,7 @@ class World:
     def populate(self) -> None:
         """Add every device and schedule its enrollment (spread over ``enroll_over``)."""
         start = self.clock.now()
+        shard = self.options.shard
         for spec in self.scenario.groups:
             enroll = self.scenario.enroll_of(spec) or self.options.enroll
             group = replace(
@@ -340,6 +344,8 @@ class World:
                 enroll=enroll.settings(self.discovery_url) if enroll is not None else None,
             )
             for index, device_id in enumerate(spec.device_ids()):
+                if shard is not None and shard_of(device_id, shard[1]) != shard[0]:
+                    continue  # another shard's: enrollment offsets stay the whole group's
                 device = self.fleet.add(device_id, group)
                 if spec.pfn_preset:
                     device.values[group.schema.pfn] = self.scenario.app.pfn

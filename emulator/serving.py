@@ -2,8 +2,9 @@
 
 Owns: runner set-up and clean-up on failure, learning the port when 0 was asked for, the
 base URL (IPv6 hosts bracketed, https with a TLS context), answering an application's
-direct routes ahead of aiohttp's router, stopping a standalone server on SIGINT/SIGTERM,
-and settling a long-lived process's start-up heap. Must not: build applications.
+direct routes ahead of aiohttp's router, stopping a standalone server on SIGINT/SIGTERM, a
+run on SIGTERM (by cancelling it, as Ctrl-C does), and settling a long-lived process's
+start-up heap. Must not: build applications.
 
 Direct routes
 -------------
@@ -27,6 +28,8 @@ import errno
 import gc
 import signal
 import ssl
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,6 +105,28 @@ def stop_on_signal() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``) stops the run as Ctrl-C does: by cancelling it, so
+    it ends with what it has (asyncio.run already turns Ctrl-C into that cancellation)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    # signal handlers need the main thread and a Unix event loop (tests may call run() from
+    # elsewhere): without them SIGTERM keeps its default action
+    if (
+        task is None
+        or sys.platform == "win32"
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 #: The collector's young-generation threshold while serving or running (CPython's default is

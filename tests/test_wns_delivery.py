@@ -298,6 +298,7 @@ def test_a_devices_identifiers_do_not_depend_on_other_devices(clock: VirtualCloc
     """Issue 19: every identifier comes from a per-device or per-channel stream, never a
     shared sequence, so a device's ChannelURIs, channel ids and Msg-IDs are the same
     whichever other devices a fake WNS serves, and in whatever order (shards rely on it)."""
+
     def story(service: WnsService, device: str) -> list[str]:
         first = service.request_channel(device, APP_A.pfn, clock.now())
         second = service.request_channel(device, APP_A.pfn, clock.now())  # a renewal

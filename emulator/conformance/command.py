@@ -17,10 +17,10 @@ from emulator.scenario.commands import (
     UsageError,
     WorldError,
     run_options,
-    stop_on_sigterm,
     world_error,
 )
 from emulator.scenario.loader import ScenarioError
+from emulator.serving import stop_on_sigterm
 
 
 async def conformance(args: argparse.Namespace) -> int:

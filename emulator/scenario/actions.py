@@ -40,16 +40,18 @@ class Timeline:
     def targets(self, target: Target | None) -> list[Device]:
         if target is None:
             return []
-        fleet = self.world.fleet
+        devices = self.world.fleet.devices
         if target.device is not None:
-            return [fleet.devices[target.device]]
-        spec = self.world.scenario.group(target.group or "")
-        if spec is None:
-            return []
-        ids = spec.device_ids()
-        if target.fraction is not None:
-            ids = ids[: max(1, round(len(ids) * target.fraction))]
-        return [fleet.devices[d] for d in ids]
+            ids = [target.device]
+        else:
+            spec = self.world.scenario.group(target.group or "")
+            if spec is None:
+                return []
+            ids = spec.device_ids()
+            if target.fraction is not None:
+                ids = ids[: max(1, round(len(ids) * target.fraction))]
+        # a shard's world holds only its devices: the others are another shard's targets
+        return [devices[d] for d in ids if d in devices]
 
     def _emit(self, event: Event, name: str, device_id: str | None = None, **fields: Any) -> None:
         self.world.events.emit(name, device_id, line=event.line, **fields)

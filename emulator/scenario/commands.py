@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +27,8 @@ from emulator.runner import RunOptions, ServerUnreachable, UnsupportedSetup, run
 from emulator.scenario.expect import judge_all
 from emulator.scenario.loader import load_scenario
 from emulator.scenario.model import EnrollSpec
+from emulator.serving import stop_on_sigterm
+from emulator.shards.local import ShardFailed, run_sharded
 from emulator.sut.faketime import FaketimeMissing
 from emulator.sut.launch import ServerCommand
 from emulator.sut.process import ServerFailed
@@ -44,7 +43,14 @@ class UsageError(Exception):
 
 
 #: What keeps a run's world from starting: said in one line, exit 2, nothing run.
-WorldError = (ServerUnreachable, UnsupportedSetup, ServerFailed, FaketimeMissing, OSError)
+WorldError = (
+    ServerUnreachable,
+    UnsupportedSetup,
+    ServerFailed,
+    ShardFailed,
+    FaketimeMissing,
+    OSError,
+)
 
 
 def world_error(exc: Exception) -> str:
@@ -187,6 +193,13 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError("--resolution is for the virtual clock, not --rate")
         if args.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
+        if args.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if args.workers > 1 and (args.server or args.rate is not None):
+            raise UsageError(
+                "--workers shards a run against the built-in server on the virtual clock "
+                "(not --server or --rate)"
+            )
         options = run_options(
             args,
             err,
@@ -209,7 +222,12 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         flush=True,
     )
     try:
-        result = await run_scenario(scenario, options)
+        if args.workers > 1:
+            result = await run_sharded(
+                scenario, options, args.workers, err=err, log_level=args.log_level
+            )
+        else:
+            result = await run_scenario(scenario, options)
     except WorldError as exc:
         print(world_error(exc), file=err)
         return EXIT_USAGE
@@ -230,25 +248,3 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print("dmemu: interrupted; the results so far are marked incomplete", file=err)
         return EXIT_INTERRUPTED
     return EXIT_OK if summary["passed"] else EXIT_FAILED
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a CI timeout, ``kill``) stops the run as Ctrl-C does: by cancelling it, so
-    it ends with what it has (asyncio.run already turns Ctrl-C into that cancellation)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    # signal handlers need the main thread and a Unix event loop (tests may call run() from
-    # elsewhere): without them SIGTERM keeps its default action
-    if (
-        task is None
-        or sys.platform == "win32"
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        yield
-        return
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)

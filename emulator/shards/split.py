@@ -1,0 +1,57 @@
+"""Which shard a device belongs to, and how shards' logs become one.
+
+Owns: the stable hash that assigns a device to a shard (the same on every platform and
+Python version), and merging the shards' ordered event logs into the run's order: by
+(time, device, WNS before device) as :func:`emulator.runner.ordered_events`, the world's
+timeline records of the shards folded into one (their device counts summed).
+Must not: start processes (``local.py``) or run worlds (``worker.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def shard_of(device_id: str, shards: int) -> int:
+    digest = hashlib.blake2b(device_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """A shard's events.jsonl, as the run's records (without the ISO ``t`` beside t_ms)."""
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            event = json.loads(line)
+            event.pop("t", None)
+            yield event
+
+
+def _key(event: dict[str, Any]) -> tuple[int, str, int]:
+    return (
+        event["t_ms"],
+        event.get("device_id") or "",
+        0 if event["event"].startswith("wns.") else 1,
+    )
+
+
+def merge(logs: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The shards' logs as one, in the run's order; a timeline record every shard wrote
+    for the same action is one record, ``devices`` summed over the shards."""
+    merged: list[dict[str, Any]] = []
+    folded: dict[tuple[int, str, object], dict[str, Any]] = {}
+    for event in heapq.merge(*logs, key=_key):
+        if event.get("device_id") is None and event["event"].startswith("timeline."):
+            same = (event["t_ms"], event["event"], event.get("line"))
+            first = folded.get(same)
+            if first is not None:
+                if "devices" in first:
+                    first["devices"] += event.get("devices", 0)
+                continue
+            folded[same] = event
+        merged.append(event)
+    return merged
