@@ -191,17 +191,14 @@ def main() -> None:
     print(f"pushes/s:          {result['pushes'] / result['wall_s']:,.1f}")
     latency_s = parse_duration(args.latency) / 1000
     if latency_s:
-        exact_floor = result["round_trips"] * latency_s
-        print(
-            f"latency floor:     {result['round_trips']:,} round trips x {latency_s * 1000:g} ms"
-            f" = {exact_floor:,.0f} s for an exact run (sessions never overlap); "
-            f"{result['instants']:,} instants with a session at resolution {args.resolution}"
-        )
         per_session = result["round_trips"] / max(1, result["sessions"])
+        floor = result["instants"] * per_session * latency_s
         print(
-            f"window floor:      {result['instants']:,} instants x {per_session:.1f} round "
-            f"trips x {latency_s * 1000:g} ms = {result['instants'] * per_session * latency_s:,.0f}"
-            " s (each instant waits for its slowest session before time moves on)"
+            f"latency floor:     {result['instants']:,} instants with a session (resolution "
+            f"{args.resolution}) x {per_session:.1f} round trips x {latency_s * 1000:g} ms = "
+            f"{floor:,.0f} s: each instant waits for its slowest session before time moves "
+            f"on ({result['round_trips']:,} round trips one after another: "
+            f"{result['round_trips'] * latency_s:,.0f} s)"
         )
     print(
         f"peak memory:       emulator {result['emulator_peak_mb']:.0f} MB, "
