@@ -291,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         "their exchanges overlap, e.g. 1m (default 0: exact); see the README for the trade",
     )
     run.add_argument(
+        "--transport",
+        choices=["http", "memory"],
+        default="http",
+        help="how devices reach the built-in server: loopback HTTP (default), or in process "
+        "(the same SyncML bytes, no sockets: faster)",
+    )
+    run.add_argument(
         "--workers",
         type=int,
         default=1,

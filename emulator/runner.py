@@ -51,6 +51,7 @@ from emulator.hooks import REFERENCE_HOOKS, HookClient, HookResult, HooksFile, l
 from emulator.loopback import MDM_NAME, WNS_NAME, LoopbackNames
 from emulator.mdm.app import OMADM_PATH
 from emulator.mdm.config import MdmConfig
+from emulator.mdm.inprocess import InProcessTransport
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import EnrollSpec, Scenario
@@ -110,6 +111,9 @@ class RunOptions:
     concurrency: int = 64  # --concurrency: sessions in flight at once within a window
     #: (index, count): this world holds only the devices of that shard (emulator.shards)
     shard: tuple[int, int] | None = None
+    #: how devices reach the built-in server: "http" (loopback, as an external server is
+    #: reached) or "memory" (in process, the same SyncML bytes, no sockets)
+    transport: str = "http"
 
 
 @dataclass
@@ -257,7 +261,8 @@ class World:
             self.mdm = await start_mdm(
                 server,
                 ssl_context=mdm_tls,
-                require_client_cert=all(s.enroll_of(g) for g in s.groups) or bool(o.enroll),
+                require_client_cert=o.transport == "http"
+                and (all(s.enroll_of(g) for g in s.groups) or bool(o.enroll)),
             )
             stack.push_async_callback(self.mdm.stop)
             self.server_url = self.mdm.omadm_url
@@ -273,8 +278,10 @@ class World:
             await self.trap.start(ssl_context=trap_tls)
             stack.push_async_callback(self.trap.stop)
         transport: Transport = http_transport
+        if o.transport == "memory" and self.mdm is not None:
+            transport = InProcessTransport(self.mdm.server)
         if o.record_exchanges:
-            self.recorder = RecordingTransport(self.clock, http_transport)
+            self.recorder = RecordingTransport(self.clock, transport)
             transport = self.recorder
         enroller, identities = None, None
         if enrolling:

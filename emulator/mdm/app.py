@@ -37,6 +37,7 @@ from emulator.control.common import (
     read_body,
 )
 from emulator.control.keys import CLOCK
+from emulator.device.session import Reply
 from emulator.enroll.keys import thumbprint
 from emulator.mdm.config import WRONG_TOKEN, bearer_problem
 from emulator.mdm.enrollment import routes as enrollment_routes
@@ -121,26 +122,55 @@ def _times(record: dict[str, Any]) -> dict[str, Any]:
 # -- OMA-DM ---------------------------------------------------------------------------------
 async def omadm(request: web.Request) -> web.Response:
     server = request.app[MDM]
-    if request.content_type != CONTENT_TYPE:
-        return _refuse(
-            request,
-            Refused(415, f"Content-Type must be {CONTENT_TYPE}, not {request.content_type!r}"),
-            b"",
-        )
-    body, _, too_big = await read_body(request, MAX_MESSAGE_BYTES)
-    if too_big:
-        return _refuse(request, Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes"), b"")
+    body, too_big = b"", False
+    if request.content_type == CONTENT_TYPE:  # else refused unread
+        body, _, too_big = await read_body(request, MAX_MESSAGE_BYTES)
+    answer = serve_message(
+        server,
+        request.content_type,
+        body,
+        too_big=too_big,
+        authorization=request.headers.get("Authorization", ""),
+        origin=request.headers.get("UserAgentOrigin"),
+        client_cert=_client_thumbprint(request),
+        remote=request.remote,
+    )
+    return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+
+
+def serve_message(
+    server: ReferenceServer,
+    content_type: str,
+    body: bytes,
+    *,
+    too_big: bool,
+    authorization: str,
+    origin: str | None,
+    client_cert: str | None,
+    remote: str | None,
+) -> Reply:
+    """One device message to the OMA-DM endpoint, however it came (HTTP, or in process
+    with ``--transport memory``): the reply, or the refusal (4xx, a plain-text reason, a
+    log line with the offending bytes)."""
     try:
-        reply = server.endpoint.handle(
-            body,
-            request.headers.get("Authorization", ""),
-            request.headers.get("UserAgentOrigin"),
-            server.clock.now(),
-            _client_thumbprint(request),
-        )
+        if content_type != CONTENT_TYPE:
+            raise Refused(415, f"Content-Type must be {CONTENT_TYPE}, not {content_type!r}")
+        if too_big:
+            raise Refused(413, f"message over {MAX_MESSAGE_BYTES} bytes")
+        reply = server.endpoint.handle(body, authorization, origin, server.clock.now(), client_cert)
     except Refused as exc:
-        return _refuse(request, exc, body)
-    return web.Response(body=reply, content_type=CONTENT_TYPE)
+        server.log.warning(
+            "mdm.request_refused",
+            status=exc.status,
+            reason=exc.reason,
+            remote=remote,
+            excerpt=body[:EXCERPT_BYTES].decode("utf-8", "replace"),
+        )
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="dmemu"'
+        return Reply(exc.status, headers, exc.reason.encode())
+    return Reply(200, {"Content-Type": CONTENT_TYPE}, reply)
 
 
 def _client_thumbprint(request: web.Request) -> str | None:
@@ -149,19 +179,6 @@ def _client_thumbprint(request: web.Request) -> str | None:
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     return thumbprint(der) if der else None
-
-
-def _refuse(request: web.Request, exc: Refused, body: bytes) -> web.Response:
-    server = request.app[MDM]
-    server.log.warning(
-        "mdm.request_refused",
-        status=exc.status,
-        reason=exc.reason,
-        remote=request.remote,
-        excerpt=body[:EXCERPT_BYTES].decode("utf-8", "replace"),
-    )
-    headers = {"WWW-Authenticate": 'Bearer realm="dmemu"'} if exc.status == 401 else None
-    return web.Response(status=exc.status, text=exc.reason, headers=headers)
 
 
 # -- admin API ------------------------------------------------------------------------------

@@ -195,6 +195,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError("--concurrency must be at least 1")
         if args.workers < 1:
             raise UsageError("--workers must be at least 1")
+        if args.transport == "memory" and args.server:
+            raise UsageError("--transport memory is for the built-in server (not --server)")
         if args.workers > 1 and (args.server or args.rate is not None):
             raise UsageError(
                 "--workers shards a run against the built-in server on the virtual clock "
@@ -207,6 +209,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             seed=args.seed,
             resolution_ms=args.resolution,
             concurrency=args.concurrency,
+            transport=args.transport,
         )
     except ConfigError as exc:
         print_problems(exc, err)

@@ -131,6 +131,7 @@ def _job(
         "seed": options.seed,
         "resolution_ms": options.resolution_ms,
         "concurrency": options.concurrency,
+        "transport": options.transport,
         "enroll": dataclasses.asdict(options.enroll) if options.enroll else None,
         "tls_dir": str(options.tls_dir.resolve()),
         "quiet": options.progress is False,

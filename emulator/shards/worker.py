@@ -34,6 +34,7 @@ def job_options(job: dict[str, Any]) -> RunOptions:
         seed=job.get("seed"),
         resolution_ms=job.get("resolution_ms", 0),
         concurrency=job.get("concurrency", 64),
+        transport=job.get("transport", "http"),
         enroll=EnrollSpec(**{**enroll, "certificate": None}) if enroll else None,
         tls_dir=Path(job["tls_dir"]),
         progress=False if job.get("quiet") else None,
