@@ -550,3 +550,25 @@ def test_resolution_puts_events_on_its_grid(
     assert all(e["t_ms"] % 60_000 == 0 for e in events)
     assert main(["run", str(path), "--quiet", "--resolution", "1m", "--rate", "100"]) == 2
     assert "--resolution is for the virtual clock" in capsys.readouterr().err
+
+
+def test_memory_transport_gives_the_same_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--transport memory` (issue 19): devices reach the built-in server in process, the
+    same SyncML bytes through the same endpoint logic, so the run logs the same events
+    (within one millisecond of one device a hook's record may swap places with the session
+    it caused, as the in-process answer comes at once); it is refused with --server."""
+    logs = {}
+    for transport in ("http", "memory"):
+        out = tmp_path / transport
+        argv = ["run", str(QUICKSTART_PATH), "--quiet", "--transport", transport]
+        assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().out
+        logs[transport] = sorted((out / "events.jsonl").read_text().splitlines())
+    assert logs["http"] == logs["memory"]
+    code = main(["run", str(QUICKSTART_PATH), "--transport", "memory", "--server", "http://x"])
+    assert code == 2
+    assert "--transport memory is for the built-in server" in capsys.readouterr().err
+
+
+QUICKSTART_PATH = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"

@@ -100,7 +100,14 @@ async def run_sharded(
         events = merge(read_events(d / EVENTS) for d in dirs if (d / EVENTS).exists())
     group_of: dict[str, str] = {}
     notes: list[str] = []
-    for meta in metas:
+    for index, meta in enumerate(metas):
+        if options.progress is not False:
+            print(
+                f"dmemu: shard {index + 1}/{workers}: {meta['wall_s']:.1f} s, "
+                f"peak memory {meta['peak_mb']:.0f} MB",
+                file=err,
+                flush=True,
+            )
         group_of.update(meta["group_of"])
         notes += [n for n in meta["notes"] if n not in notes]
     end = min((m["end_ms"] for m in metas), default=scenario.start_ms)

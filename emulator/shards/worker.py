@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ async def run_job(job: dict[str, Any]) -> int:
         "complete": result.complete,
         "end_ms": result.end_ms,
         "seed": result.seed,
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "wall_s": round(result.wall_s, 3),
     }
     (out / META).write_text(json.dumps(meta), encoding="utf-8")
     return 0 if result.complete else 130
