@@ -8,6 +8,7 @@ Must not: judge expectations (``scenario/expect.py``) or write files (``write.py
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from emulator.clock import DAY, iso
@@ -26,18 +27,47 @@ def percentile(values: list[int], q: float) -> int | None:
     return ordered[int(rank) - 1]
 
 
-def push_latencies(events: list[dict[str, Any]]) -> list[int]:
-    """Virtual ms from WNS accepting a push to the session it started (matched by Msg-ID)."""
-    accepted = {
-        e["msg_id"]: e["t_ms"]
-        for e in events
-        if e["event"] == "wns.notify" and e.get("msg_id") and e["status"] == 200
-    }
-    return [
-        e["t_ms"] - accepted[e["msg_id"]]
-        for e in events
-        if e["event"] == "session.start" and e.get("msg_id") in accepted
-    ]
+class Tally:
+    """The summary's figures, counted in one pass over the log, event by event: a sharded
+    run's merged stream is counted as it is written, never held."""
+
+    def __init__(self) -> None:
+        self.kinds: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()  # pushes by WNS outcome
+        self.gone_410 = 0
+        self.triggers: Counter[str] = Counter()  # sessions started, by trigger
+        self.session_outcomes: Counter[str] = Counter()
+        self.channel_kinds: Counter[str] = Counter()  # registration | renewal
+        self.accepted: dict[str, int] = {}  # Msg-ID -> when WNS accepted it
+        self.latencies: list[int] = []  # push to session, virtual ms (one per push)
+        self.events = 0
+
+    @classmethod
+    def of(cls, events: Iterable[dict[str, Any]]) -> Tally:
+        tally = cls()
+        for event in events:
+            tally.feed(event)
+        return tally
+
+    def feed(self, e: dict[str, Any]) -> None:
+        self.events += 1
+        name = e["event"]
+        self.kinds[name] += 1
+        if name == "wns.notify":
+            self.outcomes[_outcome(e)] += 1
+            if e["status"] == 410:
+                self.gone_410 += 1
+            if e["status"] == 200 and e.get("msg_id"):
+                self.accepted[e["msg_id"]] = e["t_ms"]
+        elif name == "session.start":
+            self.triggers[e["trigger"]] += 1
+            accepted = self.accepted.get(e.get("msg_id") or "")
+            if accepted is not None:
+                self.latencies.append(e["t_ms"] - accepted)
+        elif name == "session.end":
+            self.session_outcomes[e["outcome"]] += 1
+        elif name == "device.channel":
+            self.channel_kinds[e.get("kind") or ""] += 1
 
 
 def _outcome(notify: dict[str, Any]) -> str:
@@ -46,15 +76,12 @@ def _outcome(notify: dict[str, Any]) -> str:
     return f"{status} {notify['outcome']}" if status == 200 else str(status)
 
 
-def build_summary(result: RunResult, verdicts: list[Verdict]) -> dict[str, Any]:
-    events = result.events
-    kinds = Counter(e["event"] for e in events)
-    notifies = [e for e in events if e["event"] == "wns.notify"]
-    outcomes = Counter(_outcome(e) for e in notifies)
-    starts = [e for e in events if e["event"] == "session.start"]
-    ends = [e for e in events if e["event"] == "session.end"]
-    channels = [e for e in events if e["event"] == "device.channel"]
-    latencies = push_latencies(events)
+def build_summary(
+    result: RunResult, verdicts: list[Verdict], tally: Tally | None = None
+) -> dict[str, Any]:
+    """``tally``: the log already counted (a streamed run); else ``result.events`` is."""
+    t = tally if tally is not None else Tally.of(result.events)
+    kinds, latencies = t.kinds, t.latencies
     s = result.scenario
     return {
         "schema": SCHEMA,
@@ -70,20 +97,20 @@ def build_summary(result: RunResult, verdicts: list[Verdict]) -> dict[str, Any]:
         },
         "server": result.server,
         "pushes": {
-            "sent": len(notifies),
-            "by_wns_outcome": dict(sorted(outcomes.items())),
-            "gone_410": sum(1 for e in notifies if e["status"] == 410),
+            "sent": kinds["wns.notify"],
+            "by_wns_outcome": dict(sorted(t.outcomes.items())),
+            "gone_410": t.gone_410,
             "token_requests": kinds["wns.token"],
         },
         "sessions": {
-            "started": len(starts),
-            "by_trigger": dict(sorted(Counter(e["trigger"] for e in starts).items())),
-            "by_outcome": dict(sorted(Counter(e["outcome"] for e in ends).items())),
+            "started": kinds["session.start"],
+            "by_trigger": dict(sorted(t.triggers.items())),
+            "by_outcome": dict(sorted(t.session_outcomes.items())),
             "server_faults": kinds["session.server_fault"],
         },
         "channels": {
-            "registrations": sum(1 for e in channels if e.get("kind") == "registration"),
-            "renewals": sum(1 for e in channels if e.get("kind") == "renewal"),
+            "registrations": t.channel_kinds["registration"],
+            "renewals": t.channel_kinds["renewal"],
             "renewal_failures": kinds["device.renewal_failed"],
             "expiries": kinds["device.channel_expired"],
             "refused": kinds["device.channel_refused"],
@@ -110,6 +137,6 @@ def build_summary(result: RunResult, verdicts: list[Verdict]) -> dict[str, Any]:
         "complete": result.complete,
         "passed": result.complete and all(v.passed for v in verdicts),
         "notes": result.notes,
-        "events": len(events),
+        "events": t.events,
         "wall_seconds": round(result.wall_s, 3),
     }

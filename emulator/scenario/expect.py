@@ -19,6 +19,7 @@ Must not: read anything but the events and the scenario.
 
 from __future__ import annotations
 
+import abc
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
@@ -45,138 +46,214 @@ class Verdict:
 
 def judge_all(
     expectations: Iterable[Expectation],
-    events: list[dict[str, Any]],
+    events: Iterable[dict[str, Any]],
     group_of: dict[str, str],
     end_ms: int,
 ) -> list[Verdict]:
     """Every expectation's verdict, each with the wall time its judging took."""
-    out = []
-    for expectation in expectations:
-        started = wall_seconds()
-        verdict = judge(expectation, events, group_of, end_ms)
-        out.append(replace(verdict, seconds=wall_seconds() - started))
-    return out
+    judges = Judges(expectations, group_of)
+    for event in events:
+        judges.feed(event)
+    return judges.verdicts(end_ms)
 
 
 def judge(
     expectation: Expectation,
-    events: list[dict[str, Any]],
+    events: Iterable[dict[str, Any]],
     group_of: dict[str, str],
     end_ms: int,
 ) -> Verdict:
-    scoped = events
-    if expectation.group is not None:
-        scoped = [e for e in events if group_of.get(e.get("device_id") or "") == expectation.group]
-    if expectation.kind == "push_starts_session":
-        return _push_starts_session(expectation, scoped)
-    if expectation.kind == "no_push_after_gone":
-        return _no_push_after_gone(expectation, scoped)
-    if expectation.kind == "newest_channel_reported":
-        return _newest_channel_reported(expectation, scoped, end_ms)
-    return _count(expectation, scoped)
+    return judge_all([expectation], events, group_of, end_ms)[0]
 
 
-def _verdict(e: Expectation, bad: list[str], detail: str) -> Verdict:
+class Judges:
+    """Every expectation judged in one pass over the log, event by event, holding only what
+    a verdict needs (pushes, channels, evidence), never the log: a sharded run's merged
+    stream is judged as it is written."""
+
+    def __init__(self, expectations: Iterable[Expectation], group_of: dict[str, str]) -> None:
+        self.group_of = group_of
+        self.judges = [_JUDGES.get(e.kind, _Count)(e) for e in expectations]
+        self.seconds = [0.0] * len(self.judges)
+
+    def feed(self, event: dict[str, Any]) -> None:
+        group = None
+        for i, judge in enumerate(self.judges):
+            wanted = judge.expectation.group
+            if wanted is not None:
+                if group is None:
+                    group = self.group_of.get(event.get("device_id") or "", "")
+                if group != wanted:
+                    continue
+            started = wall_seconds()
+            judge.feed(event)
+            self.seconds[i] += wall_seconds() - started
+
+    def verdicts(self, end_ms: int) -> list[Verdict]:
+        out = []
+        for judge, spent in zip(self.judges, self.seconds, strict=True):
+            started = wall_seconds()
+            verdict = judge.verdict(end_ms)
+            out.append(replace(verdict, seconds=spent + wall_seconds() - started))
+        return out
+
+
+def _verdict(e: Expectation, bad: list[str], detail: str, total: int | None = None) -> Verdict:
+    """``total``: how many were bad when ``bad`` holds only the first of them."""
+    count = len(bad) if total is None else total
     shown = bad[:MAX_EVIDENCE]
-    if len(bad) > MAX_EVIDENCE:
-        shown.append(f"... and {len(bad) - MAX_EVIDENCE} more")
-    return Verdict(e.name, e.kind, not bad, detail, shown, e.line)
+    if count > MAX_EVIDENCE:
+        shown.append(f"... and {count - MAX_EVIDENCE} more")
+    return Verdict(e.name, e.kind, count == 0, detail, shown, e.line)
 
 
 def _at(event: dict[str, Any]) -> str:
     return f"{iso(event['t_ms'])} {event.get('device_id') or '-'}"
 
 
-def _push_starts_session(e: Expectation, events: list[dict[str, Any]]) -> Verdict:
-    within = e.within_ms or 0
-    starts: dict[str, list[int]] = defaultdict(list)
-    excused: set[tuple[str, str]] = set()
-    for ev in events:
-        if ev["event"] == "session.start" and ev.get("trigger") == "push":
-            starts[ev["device_id"]].append(ev["t_ms"])
-        elif ev["event"] == "device.push_no_session":
-            excused.add((ev["device_id"], ev.get("msg_id") or ""))
-    pushes = [
-        ev
-        for ev in events
-        if ev["event"] == "device.push_received"
-        and (ev["device_id"], ev.get("msg_id") or "") not in excused
-    ]
-    bad = []
-    for push in pushes:
-        device, t = push["device_id"], push["t_ms"]
-        times = starts.get(device, [])
-        i = bisect_left(times, t)
-        if i == len(times) or times[i] - t > within:
-            bad.append(
-                f"{_at(push)}: push {push.get('msg_id')} ({push.get('via')}) started no "
-                f"session within {within // 1000}s"
+class _Judge(abc.ABC):
+    """One expectation's judge: fed each event of its scope in order, then asked."""
+
+    def __init__(self, expectation: Expectation) -> None:
+        self.expectation = expectation
+
+    @abc.abstractmethod
+    def feed(self, ev: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def verdict(self, end_ms: int) -> Verdict: ...
+
+
+class _PushStartsSession(_Judge):
+    def __init__(self, expectation: Expectation) -> None:
+        super().__init__(expectation)
+        self.starts: dict[str, list[int]] = defaultdict(list)
+        self.excused: set[tuple[str, str]] = set()
+        self.pushes: list[dict[str, Any]] = []  # every push received: a few per device
+        self.asked: list[str] = []  # pushes asked of the server, as evidence
+
+    def feed(self, ev: dict[str, Any]) -> None:
+        name = ev["event"]
+        if name == "session.start" and ev.get("trigger") == "push":
+            self.starts[ev["device_id"]].append(ev["t_ms"])
+        elif name == "device.push_no_session":
+            self.excused.add((ev["device_id"], ev.get("msg_id") or ""))
+        elif name == "device.push_received":
+            self.pushes.append(ev)
+        elif name == "server.hook" and ev.get("hook") == "push":
+            self.asked.append(f"{_at(ev)}: push asked of the server (HTTP {ev.get('status')})")
+
+    def verdict(self, end_ms: int) -> Verdict:
+        e = self.expectation
+        within = e.within_ms or 0
+        pushes = [
+            p for p in self.pushes if (p["device_id"], p.get("msg_id") or "") not in self.excused
+        ]
+        bad = []
+        for push in pushes:
+            device, t = push["device_id"], push["t_ms"]
+            times = self.starts.get(device, [])
+            i = bisect_left(times, t)
+            if i == len(times) or times[i] - t > within:
+                bad.append(
+                    f"{_at(push)}: push {push.get('msg_id')} ({push.get('via')}) started no "
+                    f"session within {within // 1000}s"
+                )
+        total = len(pushes)
+        if not self.pushes and self.asked:  # nothing to judge is not a pass when asked for
+            return _verdict(
+                e,
+                self.asked,
+                f"the server was asked for {plural(len(self.asked), 'push')}; none arrived",
             )
-    total = len(pushes)
-    asked = [ev for ev in events if ev["event"] == "server.hook" and ev.get("hook") == "push"]
-    arrived = any(ev["event"] == "device.push_received" for ev in events)
-    if not arrived and asked:  # nothing to judge is not a pass when pushes were asked for
-        bad = [f"{_at(ev)}: push asked of the server (HTTP {ev.get('status')})" for ev in asked]
-        return _verdict(
-            e, bad, f"the server was asked for {plural(len(asked), 'push')}; none arrived"
-        )
-    return _verdict(e, bad, f"{total - len(bad)} of {plural(total, 'push')} started a session")
+        return _verdict(e, bad, f"{total - len(bad)} of {plural(total, 'push')} started a session")
 
 
-def _no_push_after_gone(e: Expectation, events: list[dict[str, Any]]) -> Verdict:
-    gone: dict[str, dict[str, Any]] = {}
-    bad = []
-    sent = 0
-    for ev in events:
+class _NoPushAfterGone(_Judge):
+    def __init__(self, expectation: Expectation) -> None:
+        super().__init__(expectation)
+        self.gone: dict[str, dict[str, Any]] = {}
+        self.bad: list[str] = []
+        self.sent = 0
+
+    def feed(self, ev: dict[str, Any]) -> None:
         if ev["event"] != "wns.notify":
-            continue
-        sent += 1
+            return
+        self.sent += 1
         target = ev.get("target") or ""
-        if target in gone:
-            first = gone[target]
-            bad.append(
+        if target in self.gone:
+            first = self.gone[target]
+            self.bad.append(
                 f"{_at(ev)}: POST {target[:60]} answered {ev['status']}, after "
                 f"{first['status']} at {iso(first['t_ms'])}"
             )
         elif ev["status"] in (404, 410):
-            gone[target] = ev
-    return _verdict(e, bad, f"{plural(len(gone), 'channel')} gone, {plural(sent, 'push')} seen")
+            self.gone[target] = ev
+
+    def verdict(self, end_ms: int) -> Verdict:
+        detail = f"{plural(len(self.gone), 'channel')} gone, {plural(self.sent, 'push')} seen"
+        return _verdict(self.expectation, self.bad, detail)
 
 
-def _newest_channel_reported(e: Expectation, events: list[dict[str, Any]], end_ms: int) -> Verdict:
-    newest: dict[str, dict[str, Any]] = {}
-    reported: dict[str, set[str]] = defaultdict(set)
-    for ev in events:
+class _NewestChannelReported(_Judge):
+    def __init__(self, expectation: Expectation) -> None:
+        super().__init__(expectation)
+        self.newest: dict[str, dict[str, Any]] = {}
+        self.reported: dict[str, set[str]] = defaultdict(set)
+
+    def feed(self, ev: dict[str, Any]) -> None:
         if ev["event"] == "device.channel":
-            newest[ev["device_id"]] = ev
+            self.newest[ev["device_id"]] = ev
         elif ev["event"] == "session.channel_reported":
-            reported[ev["device_id"]].add(ev["channel_uri"])
-    bad = []
-    checked = 0
-    for device, ev in sorted(newest.items()):
-        if ev["t_ms"] > end_ms - HOUR:
-            continue
-        checked += 1
-        if ev["channel_uri"] not in reported[device]:
-            bad.append(f"{_at(ev)}: ChannelURI issued ({ev.get('kind')}) never reported")
-    return _verdict(e, bad, f"{checked - len(bad)} of {checked} newest channels reported")
+            self.reported[ev["device_id"]].add(ev["channel_uri"])
+
+    def verdict(self, end_ms: int) -> Verdict:
+        bad = []
+        checked = 0
+        for device, ev in sorted(self.newest.items()):
+            if ev["t_ms"] > end_ms - HOUR:
+                continue
+            checked += 1
+            if ev["channel_uri"] not in self.reported[device]:
+                bad.append(f"{_at(ev)}: ChannelURI issued ({ev.get('kind')}) never reported")
+        detail = f"{checked - len(bad)} of {checked} newest channels reported"
+        return _verdict(self.expectation, bad, detail)
 
 
-def _count(e: Expectation, events: list[dict[str, Any]]) -> Verdict:
-    matching = [
-        ev
-        for ev in events
-        if ev["event"] == e.event and all(ev.get(k) == v for k, v in e.where.items())
-    ]
-    n = len(matching)
-    bounds = " ".join(
-        part
-        for part in (
-            f">= {e.min}" if e.min is not None else "",
-            f"<= {e.max}" if e.max is not None else "",
+class _Count(_Judge):
+    def __init__(self, expectation: Expectation) -> None:
+        super().__init__(expectation)
+        self.n = 0
+        self.first: list[str] = []  # the first matching events, as evidence
+
+    def feed(self, ev: dict[str, Any]) -> None:
+        e = self.expectation
+        if ev["event"] == e.event and all(ev.get(k) == v for k, v in e.where.items()):
+            self.n += 1
+            if len(self.first) < MAX_EVIDENCE:
+                self.first.append(f"{_at(ev)}: {ev['event']}")
+
+    def verdict(self, end_ms: int) -> Verdict:
+        e, n = self.expectation, self.n
+        bounds = " ".join(
+            part
+            for part in (
+                f">= {e.min}" if e.min is not None else "",
+                f"<= {e.max}" if e.max is not None else "",
+            )
+            if part
         )
-        if part
-    )
-    ok = (e.min is None or n >= e.min) and (e.max is None or n <= e.max)
-    bad = [] if ok else [f"{_at(ev)}: {ev['event']}" for ev in matching] or ["none happened"]
-    return _verdict(e, bad, f"{n} {e.event} (expected {bounds})")
+        detail = f"{n} {e.event} (expected {bounds})"
+        if (e.min is None or n >= e.min) and (e.max is None or n <= e.max):
+            return _verdict(e, [], detail)
+        if n == 0:
+            return _verdict(e, ["none happened"], detail)
+        return _verdict(e, self.first, detail, total=n)
+
+
+_JUDGES: dict[str, type[_Judge]] = {
+    "push_starts_session": _PushStartsSession,
+    "no_push_after_gone": _NoPushAfterGone,
+    "newest_channel_reported": _NewestChannelReported,
+    "count": _Count,
+}
