@@ -66,7 +66,7 @@ def test_merge_orders_by_time_device_and_folds_the_timeline() -> None:
         {"t_ms": 2, "event": "wns.notify", "device_id": "a"},
         {"t_ms": 2, "event": "session.start", "device_id": "a"},
     ]
-    merged = merge([a, b])
+    merged = list(merge([a, b]))
     assert [(e["event"], e.get("device_id")) for e in merged] == [
         ("timeline.push", None),
         ("wns.notify", "a"),

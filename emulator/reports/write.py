@@ -80,9 +80,16 @@ def junit(summary: dict[str, Any], suite_name: str) -> str:
 
 def write_run(out: Path, events: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "events.jsonl", out / "summary.json", out / "junit.xml"]
-    with paths[0].open("w", encoding="utf-8") as log:
+    log_path = out / "events.jsonl"
+    with log_path.open("w", encoding="utf-8") as log:
         log.writelines(map(event_line, events))  # a line at a time: a long run's log is big
-    paths[1].write_text(json.dumps(summary, sort_keys=True, indent=1) + "\n", encoding="utf-8")
-    paths[2].write_text(junit(summary, summary["scenario"]["name"]), encoding="utf-8")
+    return [log_path, *write_summary(out, summary)]
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> list[Path]:
+    """``summary.json`` and ``junit.xml`` (a streamed run wrote its events.jsonl already)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "summary.json", out / "junit.xml"]
+    paths[0].write_text(json.dumps(summary, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    paths[1].write_text(junit(summary, summary["scenario"]["name"]), encoding="utf-8")
     return paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,13 +21,13 @@ from urllib.parse import urlsplit
 from emulator.clock import DAY
 from emulator.device.driver import parse_auth
 from emulator.hooks import load_hooks
-from emulator.reports.summary import build_summary
+from emulator.reports.summary import Tally, build_summary
 from emulator.reports.text import plural, render
-from emulator.reports.write import write_run
-from emulator.runner import RunOptions, ServerUnreachable, UnsupportedSetup, run_scenario
-from emulator.scenario.expect import judge_all
+from emulator.reports.write import event_line, write_run, write_summary
+from emulator.runner import RunOptions, RunResult, ServerUnreachable, UnsupportedSetup, run_scenario
+from emulator.scenario.expect import Judges, judge_all
 from emulator.scenario.loader import load_scenario
-from emulator.scenario.model import EnrollSpec
+from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import stop_on_sigterm
 from emulator.shards.local import ShardFailed, run_sharded
 from emulator.sut.faketime import FaketimeMissing
@@ -151,6 +152,34 @@ def enroll_option(url: str | None, auth: str | None, *, builtin: bool) -> Enroll
     )
 
 
+async def _sharded(
+    args: argparse.Namespace, scenario: Scenario, options: RunOptions, err: TextIO
+) -> tuple[RunResult, dict[str, Any], list[Path]]:
+    """A sharded run whose merged log is streamed: written to ``events.jsonl``, judged and
+    counted as it goes, never held (the parent's memory does not grow with the log)."""
+    group_of = {d: g.name for g in scenario.groups for d in g.device_ids()}
+    judges = Judges(scenario.expectations, group_of)
+    tally = Tally()
+    with contextlib.ExitStack() as stack:
+        log = None
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            log = stack.enter_context((args.out / "events.jsonl").open("w", encoding="utf-8"))
+
+        def sink(event: dict[str, Any]) -> None:
+            judges.feed(event)
+            tally.feed(event)
+            if log is not None:
+                log.write(event_line(event))
+
+        result = await run_sharded(
+            scenario, options, args.workers, err=err, log_level=args.log_level, sink=sink
+        )
+    summary = build_summary(result, judges.verdicts(result.end_ms), tally)
+    paths = [args.out / "events.jsonl", *write_summary(args.out, summary)] if args.out else []
+    return result, summary, paths
+
+
 def validate(paths: list[Path], out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     code = EXIT_OK
@@ -226,19 +255,19 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     try:
         if args.workers > 1:
-            result = await run_sharded(
-                scenario, options, args.workers, err=err, log_level=args.log_level
-            )
+            result, summary, paths = await _sharded(args, scenario, options, err)
         else:
             result = await run_scenario(scenario, options)
+            verdicts = judge_all(
+                scenario.expectations, result.events, result.group_of, result.end_ms
+            )
+            summary = build_summary(result, verdicts)
+            paths = write_run(args.out, result.events, summary) if args.out else []
     except WorldError as exc:
         print(world_error(exc), file=err)
         return EXIT_USAGE
-    verdicts = judge_all(scenario.expectations, result.events, result.group_of, result.end_ms)
-    summary = build_summary(result, verdicts)
     print(render(summary), file=out)
-    if args.out is not None:
-        paths = write_run(args.out, result.events, summary)
+    if paths:
         print("wrote " + ", ".join(str(p) for p in paths), file=out)
     if result.server_killed:  # its results stand, but the command must be fixed
         print(

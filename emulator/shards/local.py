@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,8 +41,11 @@ async def run_sharded(
     *,
     err: TextIO | None = None,
     log_level: str = "warning",
+    sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Run ``scenario`` on ``workers`` local processes and merge their logs."""
+    """Run ``scenario`` on ``workers`` local processes and merge their logs: into the
+    result's events, or, with ``sink``, one event at a time into it (the result's events
+    then empty: a big fleet's log is never held)."""
     err = err or sys.stderr
     started = wall_seconds()
     devices = [d for g in scenario.groups for d in g.device_ids()]
@@ -97,7 +101,13 @@ async def run_sharded(
         ]
         if len(metas) < workers:
             complete = False
-        events = merge(read_events(d / EVENTS) for d in dirs if (d / EVENTS).exists())
+        merged = merge(read_events(d / EVENTS) for d in dirs if (d / EVENTS).exists())
+        events: list[dict[str, Any]] = []
+        if sink is None:
+            events = list(merged)
+        else:
+            for event in merged:
+                sink(event)
     group_of: dict[str, str] = {}
     notes: list[str] = []
     for index, meta in enumerate(metas):

@@ -39,19 +39,28 @@ def _key(event: dict[str, Any]) -> tuple[int, str, int]:
     )
 
 
-def merge(logs: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The shards' logs as one, in the run's order; a timeline record every shard wrote
-    for the same action is one record, ``devices`` summed over the shards."""
-    merged: list[dict[str, Any]] = []
-    folded: dict[tuple[int, str, object], dict[str, Any]] = {}
+def merge(logs: Iterable[Iterable[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """The shards' logs as one, in the run's order, as a stream; a timeline record every
+    shard wrote for the same action is one record, ``devices`` summed over the shards (the
+    shards' copies come at the same instant, before the stream moves past it)."""
+    held: list[dict[str, Any]] = []  # the current instant's world records, being folded
+    folded: dict[tuple[str, object], dict[str, Any]] = {}
     for event in heapq.merge(*logs, key=_key):
-        if event.get("device_id") is None and event["event"].startswith("timeline."):
-            same = (event["t_ms"], event["event"], event.get("line"))
+        world = event.get("device_id") is None  # these sort first within their instant
+        if held and (not world or event["t_ms"] != held[0]["t_ms"]):
+            yield from held
+            held.clear()
+            folded.clear()
+        if not world:
+            yield event
+            continue
+        if event["event"].startswith("timeline."):
+            same = (event["event"], event.get("line"))
             first = folded.get(same)
             if first is not None:
                 if "devices" in first:
                     first["devices"] += event.get("devices", 0)
                 continue
             folded[same] = event
-        merged.append(event)
-    return merged
+        held.append(event)
+    yield from held
