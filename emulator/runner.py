@@ -47,6 +47,7 @@ from emulator.enroll.driver import Enroller
 from emulator.enroll.identity import Identities
 from emulator.enroll.keys import KeyPool
 from emulator.events import EventLog
+from emulator.events.order import InstantOrder, order_key, wns_event
 from emulator.hooks import REFERENCE_HOOKS, HookClient, HookResult, HooksFile, load_hooks
 from emulator.loopback import MDM_NAME, WNS_NAME, LoopbackNames
 from emulator.mdm.app import OMADM_PATH
@@ -67,6 +68,7 @@ from emulator.wns.server import RunningWns, start_wns
 from emulator.wns.service import WnsConfig
 
 RECORD_LIMIT = 2_000_000
+STREAMED_RECORDS = 1_000  # a run streaming its log keeps only the latest (control API)
 #: the built-in server's Federated token when the scenario gives none (its enroll_token
 #: hook hands it out)
 FEDERATED_TOKEN = "dmemu-federated-token"  # noqa: S105 - a test token, not a secret  # WNS requests kept for the log (a 10,000-device month fits)
@@ -114,6 +116,9 @@ class RunOptions:
     #: how devices reach the built-in server: "http" (loopback, as an external server is
     #: reached) or "memory" (in process, the same SyncML bytes, no sockets)
     transport: str = "http"
+    #: stream the log: each record handed here as its instant ends, in the log's order,
+    #: and none kept (the result's events are empty); None: the result holds the log
+    sink: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -147,7 +152,11 @@ class World:
         self.options = options
         self.clock = clock
         self.seed = scenario.seed if options.seed is None else options.seed
-        self.events = EventLog(clock)
+        #: a streamed log's records pass through here, each instant put in order
+        self.order = InstantOrder(options.sink) if options.sink is not None else None
+        self.events = EventLog(
+            clock, keep=self.order is None, sink=self.order.add if self.order else None
+        )
         self.wns: RunningWns
         self.mdm: RunningMdm | None = None
         self.fleet: Fleet
@@ -190,7 +199,7 @@ class World:
             seed=self.seed,
             renewal=s.wns_renewal,
             rate_limit=s.wns_rate_limit,
-            record_limit=RECORD_LIMIT,
+            record_limit=RECORD_LIMIT if self.order is None else STREAMED_RECORDS,
         )
         external = o.server_url is not None
         # A stable ChannelURI host for the reference server (same log every run); an external
@@ -205,6 +214,14 @@ class World:
             wns_config, self.clock, port=o.wns_port, ssl_context=ssl_context, public_url=public
         )
         stack.push_async_callback(self.wns.stop)
+        if self.order is not None:
+            order, registry = self.order, self.wns.service.registry
+
+            def streamed(record: RequestRecord) -> None:
+                channel = registry.by_id.get(record.channel_id or "")
+                order.add(wns_event(record, channel.device_id if channel else None))
+
+            self.wns.service.on_record = streamed
         enrolling = self.enroll_default is not None or s.enrolls
         device_auth, mdm_tls = o.device_auth, None
         # the built-in server's stable name (devices log its address once they enroll)
@@ -406,43 +423,12 @@ def _hook_failures(results: list[HookResult]) -> list[str]:
 
 
 def ordered_events(world: World, channel_owner: dict[str, str]) -> list[dict[str, Any]]:
-    """Device events and WNS requests in one list, ordered by (time, device, own order).
-
-    Devices that act at the same virtual millisecond may finish their HTTP exchanges in any
-    real order; sorting by device id within a millisecond makes the log the same every run.
-    """
+    """Device events and WNS requests in one list, in the log's order (events/order.py)."""
     merged: list[dict[str, Any]] = list(world.events.records)
     for record in world.wns.service.records:
-        if record.kind == "notify":
-            merged.append(
-                {
-                    "t_ms": record.t_ms,
-                    "event": "wns.notify",
-                    "device_id": channel_owner.get(record.channel_id or ""),
-                    "status": record.status,
-                    "outcome": record.outcome,
-                    "msg_id": record.msg_id,
-                    "channel_id": record.channel_id,
-                    "target": record.target,
-                }
-            )
-        else:
-            merged.append(
-                {
-                    "t_ms": record.t_ms,
-                    "event": "wns.token",
-                    "device_id": None,
-                    "status": record.status,
-                    "outcome": record.outcome,
-                }
-            )
-    merged.sort(key=lambda e: (e["t_ms"], e.get("device_id") or "", _source_rank(e)))
+        merged.append(wns_event(record, channel_owner.get(record.channel_id or "")))
+    merged.sort(key=order_key)
     return merged
-
-
-def _source_rank(event: dict[str, Any]) -> int:
-    """Within one device and millisecond, WNS's acceptance precedes what the device did."""
-    return 0 if event["event"].startswith("wns.") else 1
 
 
 class Progress:
@@ -551,7 +537,11 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             if world.sut.killed:
                 world.notes.append(f"the server ignored SIGTERM and was killed after {GRACE_S:g} s")
         channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
-        events = ordered_events(world, channel_owner)
+        if world.order is not None:
+            world.order.flush()
+            events: list[dict[str, Any]] = []
+        else:
+            events = ordered_events(world, channel_owner)
         hook_results = registrations + timeline.hook_results
         return RunResult(
             scenario=scenario,

@@ -2,25 +2,32 @@
 
 Owns: one record per event (``t_ms``, ``event``, ``device_id`` and the event's fields, with
 correlation ids such as ``msg_id`` and ``session_id``), kept in memory for expectations and
-reports, optionally streamed to a JSON-lines file, and mirrored to the structlog log.
+reports (or handed to a sink as they happen, for a run that streams its log), and mirrored
+to the structlog log.
 Must not: read time other than through the clock it was given, or hold secrets (devices do
 not see any).
 """
 
 from __future__ import annotations
 
-import json
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
-from emulator.clock import Clock, iso
+from emulator.clock import Clock
 from emulator.logs import get_logger
 
 
 class EventLog:
-    def __init__(self, clock: Clock, *, keep: bool = True, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        keep: bool = True,
+        sink: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.clock = clock
         self.keep = keep
-        self.stream = stream
+        self.sink = sink
         self.records: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
         self.log = get_logger("events", clock)
@@ -31,9 +38,8 @@ class EventLog:
         self.counts[event] = self.counts.get(event, 0) + 1
         if self.keep:
             self.records.append(record)
-        if self.stream is not None:
-            line = {"t": iso(now), **record}
-            self.stream.write(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n")
+        if self.sink is not None:
+            self.sink(record)
         self.log.debug(event, device_id=device_id, **fields)
 
     def of(self, event: str, device_id: str | None = None) -> list[dict[str, Any]]:

@@ -23,9 +23,9 @@ from emulator.device.driver import parse_auth
 from emulator.hooks import load_hooks
 from emulator.reports.summary import Tally, build_summary
 from emulator.reports.text import plural, render
-from emulator.reports.write import event_line, write_run, write_summary
+from emulator.reports.write import event_line, write_summary
 from emulator.runner import RunOptions, RunResult, ServerUnreachable, UnsupportedSetup, run_scenario
-from emulator.scenario.expect import Judges, judge_all
+from emulator.scenario.expect import Judges
 from emulator.scenario.loader import load_scenario
 from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import stop_on_sigterm
@@ -152,11 +152,11 @@ def enroll_option(url: str | None, auth: str | None, *, builtin: bool) -> Enroll
     )
 
 
-async def _sharded(
+async def _streamed(
     args: argparse.Namespace, scenario: Scenario, options: RunOptions, err: TextIO
 ) -> tuple[RunResult, dict[str, Any], list[Path]]:
-    """A sharded run whose merged log is streamed: written to ``events.jsonl``, judged and
-    counted as it goes, never held (the parent's memory does not grow with the log)."""
+    """A run (or a sharded run's merge) whose log is streamed: written to ``events.jsonl``,
+    judged and counted as it goes, never held, so memory does not grow with the log."""
     group_of = {d: g.name for g in scenario.groups for d in g.device_ids()}
     judges = Judges(scenario.expectations, group_of)
     tally = Tally()
@@ -172,9 +172,12 @@ async def _sharded(
             if log is not None:
                 log.write(event_line(event))
 
-        result = await run_sharded(
-            scenario, options, args.workers, err=err, log_level=args.log_level, sink=sink
-        )
+        if args.workers > 1:
+            result = await run_sharded(
+                scenario, options, args.workers, err=err, log_level=args.log_level, sink=sink
+            )
+        else:
+            result = await run_scenario(scenario, replace(options, sink=sink))
     summary = build_summary(result, judges.verdicts(result.end_ms), tally)
     paths = [args.out / "events.jsonl", *write_summary(args.out, summary)] if args.out else []
     return result, summary, paths
@@ -254,15 +257,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         flush=True,
     )
     try:
-        if args.workers > 1:
-            result, summary, paths = await _sharded(args, scenario, options, err)
-        else:
-            result = await run_scenario(scenario, options)
-            verdicts = judge_all(
-                scenario.expectations, result.events, result.group_of, result.end_ms
-            )
-            summary = build_summary(result, verdicts)
-            paths = write_run(args.out, result.events, summary) if args.out else []
+        result, summary, paths = await _streamed(args, scenario, options, err)
     except WorldError as exc:
         print(world_error(exc), file=err)
         return EXIT_USAGE

@@ -2,7 +2,7 @@
 
 Owns: the stable hash that assigns a device to a shard (the same on every platform and
 Python version), and merging the shards' ordered event logs into the run's order: by
-(time, device, WNS before device) as :func:`emulator.runner.ordered_events`, the world's
+(time, device, WNS before device: :func:`emulator.events.order.order_key`), the world's
 timeline records of the shards folded into one (their device counts summed).
 Must not: start processes (``local.py``) or run worlds (``worker.py``).
 """
@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from emulator.events.order import order_key
 
 
 def shard_of(device_id: str, shards: int) -> int:
@@ -31,21 +33,13 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
             yield event
 
 
-def _key(event: dict[str, Any]) -> tuple[int, str, int]:
-    return (
-        event["t_ms"],
-        event.get("device_id") or "",
-        0 if event["event"].startswith("wns.") else 1,
-    )
-
-
 def merge(logs: Iterable[Iterable[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
     """The shards' logs as one, in the run's order, as a stream; a timeline record every
     shard wrote for the same action is one record, ``devices`` summed over the shards (the
     shards' copies come at the same instant, before the stream moves past it)."""
     held: list[dict[str, Any]] = []  # the current instant's world records, being folded
     folded: dict[tuple[str, object], dict[str, Any]] = {}
-    for event in heapq.merge(*logs, key=_key):
+    for event in heapq.merge(*logs, key=order_key):
         world = event.get("device_id") is None  # these sort first within their instant
         if held and (not world or event["t_ms"] != held[0]["t_ms"]):
             yield from held

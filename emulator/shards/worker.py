@@ -11,6 +11,7 @@ Must not: judge or merge (the parent does).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import resource
 import sys
@@ -47,11 +48,13 @@ def job_options(job: dict[str, Any]) -> RunOptions:
 async def run_job(job: dict[str, Any]) -> int:
     out = Path(job["dir"])
     scenario = load_scenario(Path(job["scenario"]))
-    with stop_on_sigterm():
-        result = await run_scenario(scenario, job_options(job))
-    with (out / EVENTS).open("w", encoding="utf-8") as events:
-        for event in result.events:
+    with (out / EVENTS).open("w", encoding="utf-8") as events, stop_on_sigterm():
+
+        def write(event: dict[str, Any]) -> None:
             events.write(event_line(event))
+
+        options = dataclasses.replace(job_options(job), sink=write)  # streamed, never held
+        result = await run_scenario(scenario, options)
     meta = {
         "group_of": result.group_of,
         "notes": result.notes,

@@ -117,6 +117,8 @@ class WnsService:
         self.subscribers: dict[str, Subscriber] = {}
         self.fleet_subscriber: Subscriber | None = None  # devices without their own callback
         self.records: deque[RequestRecord] = deque(maxlen=config.record_limit)
+        #: told of every request served, as it is recorded (a run streaming its log)
+        self.on_record: Callable[[RequestRecord], None] | None = None
         self.base_url = config.base_url  # of ChannelURIs: the served URL once listening
         self.base_for: dict[str, str] = {}  # devices whose ChannelURIs name another host
         self._build()
@@ -391,6 +393,8 @@ class WnsService:
             )
         )
         self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     # -- ids ------------------------------------------------------------------------------
