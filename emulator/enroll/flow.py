@@ -35,7 +35,6 @@ from emulator.enroll.soap import (
 )
 from emulator.enroll.wstep import TokenRequest, read_token_response
 
-STAGES = ("discovery", "policy", "enrollment")
 ENROLL_RETRY_FIRST_MS = 5 * 60 * 1000
 ENROLL_RETRY_MAX_MS = 24 * 3600 * 1000
 

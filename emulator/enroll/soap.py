@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 from xml.etree.ElementTree import Element, ParseError  # types only; parsing is defused
 from xml.sax.saxutils import escape, quoteattr
 
@@ -113,14 +112,6 @@ def header(root: Element, name: str) -> Element | None:
 
 def message_id() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
-
-
-class Addressing(NamedTuple):
-    """WS-Addressing of a request [MDE2 2.2]; ``to`` is the URL the request is posted to."""
-
-    action: str
-    to: str
-    message_id: str
 
 
 def envelope(

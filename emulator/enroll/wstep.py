@@ -40,21 +40,6 @@ TOKEN_TYPE = f"{MS_ENROLLMENT}/DeviceEnrollmentToken"
 ISSUE = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
 PKCS10 = "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS10"
 PROVISION_DOC = f"{MS_ENROLLMENT}/DeviceEnrollmentProvisionDoc"
-#: the AdditionalContext items a Windows 10/11 device sends, in its order [MDE2 3.4.4.1.1.1]
-CONTEXT_ITEMS = (
-    "UXInitiated",
-    "HWDevID",
-    "Locale",
-    "TargetedUserLoggedIn",
-    "OSEdition",
-    "DeviceName",
-    "MAC",
-    "DeviceID",
-    "EnrollmentType",
-    "DeviceType",
-    "OSVersion",
-    "ApplicationVersion",
-)
 
 
 @dataclass(frozen=True, slots=True)
