@@ -94,10 +94,10 @@ def main() -> None:
             if not args.no_baseline:
                 base_dir = work / f"b{i}"
                 bases.append(one_run(scenario, args.baseline_workers, args.transport, base_dir))
+        devices = sum(g["count"] for g in yaml.safe_load(scenario.read_text())["fleet"])
     walls = [r["wall_s"] for r in runs]
     wall = statistics.median(walls)
     last = runs[-1]
-    devices = sum(g["count"] for g in yaml.safe_load(scenario.read_text())["fleet"])
     print(
         f"scenario:   {args.scenario.name} x{args.scale} ({devices:,} devices), "
         f"{args.days or 'all'} days, transport {args.transport}"
