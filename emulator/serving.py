@@ -182,5 +182,20 @@ async def request_once_more(
     raise AssertionError("not reached")  # pragma: no cover - the loop returns or raises
 
 
+async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """A response body up to ``cap`` bytes (one past a limit, so the parser can say the
+    body was too big). ``read(n)`` returns what has arrived, which may be less than ``n``,
+    so this loops until the cap or the end."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = await resp.content.read(cap - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 #: a connection the server closed under a request being sent (reset, broken pipe)
 _DROPPED = (errno.ECONNRESET, errno.EPIPE)

@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from emulator.device.session import Reply, TransportError
-from emulator.serving import request_once_more
+from emulator.serving import read_capped, request_once_more
 from emulator.syncml import MAX_MESSAGE_BYTES
 
 DEVICE_CLIENTS = 32  # enrolled devices whose connection is kept alive between messages
@@ -107,7 +107,9 @@ class HttpTransport:
         self, url: str, headers: dict[str, str], body: bytes, tls: ssl.SSLContext | None = None
     ) -> Reply:
         async def read(resp: aiohttp.ClientResponse) -> Reply:
-            return Reply(resp.status, dict(resp.headers), await _read_capped(resp))
+            return Reply(
+                resp.status, dict(resp.headers), await read_capped(resp, MAX_MESSAGE_BYTES + 1)
+            )
 
         client = self.client() if tls is None else await self._device_client(tls)
         try:
@@ -143,18 +145,3 @@ class HttpTransport:
         while self._device_clients:
             _, (_, client) = self._device_clients.popitem()
             await client.close()
-
-
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
-    """The body up to one byte past the SyncML limit (``read(n)`` returns what has arrived,
-    which may be less than ``n``, so loop until the cap or the end)."""
-    cap = MAX_MESSAGE_BYTES + 1
-    chunks: list[bytes] = []
-    size = 0
-    while size < cap:
-        chunk = await resp.content.read(cap - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)

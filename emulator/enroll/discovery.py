@@ -17,14 +17,12 @@ from emulator.enroll.soap import (
     ACTION_DISCOVER,
     NS_ENROLL_DISCOVERY,
     SoapError,
-    body_of,
     child,
     children,
     envelope,
     header,
-    local,
-    parse,
     payload_or_fault,
+    request_payload,
     text,
 )
 
@@ -67,10 +65,7 @@ class DiscoverRequest:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> DiscoverRequest:
-        root = parse(body)
-        payload = body_of(root, body)
-        if local(payload.tag) != "Discover":
-            raise SoapError(f"the Body holds {local(payload.tag)!r}, not Discover", body)
+        root, payload = request_payload(body, "Discover")
         request = child(payload, "request")
         if request is None:
             raise SoapError("Discover has no request element", body)

@@ -30,6 +30,7 @@ from emulator.enroll.flow import (
 )
 from emulator.enroll.keys import KeyPool
 from emulator.enroll.soap import MAX_SOAP_BYTES
+from emulator.serving import read_capped
 
 #: asks for a Federated token: (device id, AuthenticationServiceUrl) -> token or None
 TokenSource = Callable[[str, str], Awaitable[str | None]]
@@ -83,11 +84,7 @@ class Enroller:
                 timeout=self.timeout,
                 **extra,  # type: ignore[arg-type]
             ) as resp:
-                body = await resp.content.read(MAX_SOAP_BYTES + 1)
-                rest = body
-                while rest and len(body) <= MAX_SOAP_BYTES:
-                    rest = await resp.content.read(MAX_SOAP_BYTES + 1 - len(body))
-                    body += rest
+                body = await read_capped(resp, MAX_SOAP_BYTES + 1)
                 return HttpResponse(resp.status, resp.content_type, body)
         except TimeoutError:
             raise EnrollFailed(request.stage, "timeout", f"no answer from {request.url}") from None

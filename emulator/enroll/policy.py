@@ -18,14 +18,12 @@ from emulator.enroll.soap import (
     NS_XCEP,
     NS_XSI,
     SoapError,
-    body_of,
     child,
     children,
     envelope,
     header,
-    local,
-    parse,
     payload_or_fault,
+    request_payload,
     text,
 )
 
@@ -64,10 +62,7 @@ class PolicyRequest:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> PolicyRequest:
-        root = parse(body)
-        payload = body_of(root, body)
-        if local(payload.tag) != "GetPolicies":
-            raise SoapError(f"the Body holds {local(payload.tag)!r}, not GetPolicies", body)
+        root, _ = request_payload(body, "GetPolicies")
         return cls(text(header(root, "MessageID")) or "", read_credentials(root))
 
 

@@ -203,6 +203,16 @@ class FaultError(Exception):
         self.excerpt = body[:EXCERPT_BYTES].decode("utf-8", "replace")
 
 
+def request_payload(body: bytes, expected: str) -> tuple[Element, Element]:
+    """A request's document element and its Body payload, which must be ``expected``;
+    raises :class:`SoapError`."""
+    root = parse(body)
+    payload = body_of(root, body)
+    if local(payload.tag) != expected:
+        raise SoapError(f"the Body holds {local(payload.tag)!r}, not {expected}", body)
+    return root, payload
+
+
 def payload_or_fault(body: bytes, expected: str) -> Element:
     """The Body payload named ``expected``; raises :class:`FaultError` for a Fault and
     :class:`SoapError` for anything else."""

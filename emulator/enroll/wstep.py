@@ -24,15 +24,13 @@ from emulator.enroll.soap import (
     NS_WST,
     NS_WSTEP,
     SoapError,
-    body_of,
     child,
     children,
     descendant,
     envelope,
     header,
-    local,
-    parse,
     payload_or_fault,
+    request_payload,
     text,
 )
 
@@ -71,12 +69,7 @@ class TokenRequest:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> TokenRequest:
-        root = parse(body)
-        payload = body_of(root, body)
-        if local(payload.tag) != "RequestSecurityToken":
-            raise SoapError(
-                f"the Body holds {local(payload.tag)!r}, not RequestSecurityToken", body
-            )
+        root, payload = request_payload(body, "RequestSecurityToken")
         token = child(payload, "BinarySecurityToken")
         if token is None:
             raise SoapError("RequestSecurityToken has no BinarySecurityToken (the CSR)", body)
