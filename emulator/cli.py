@@ -300,10 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=1,
         metavar="N",
         help="split the fleet into N shards, each a process with its own clock, fake WNS and "
-        "reference server (built-in server only; default 1)",
+        "(built-in) reference server; against --server they keep in lockstep (default: one "
+        "per core, at most one per 250 devices; with --cluster, one per CPU of the cluster)",
+    )
+    run.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="host the shards as Ray actors: ray://HOST:PORT joins a Ray cluster, ray-local "
+        "starts one on this machine for the run (needs the extra: pip install 'dmemu[ray]')",
     )
     run.add_argument(
         "--concurrency",

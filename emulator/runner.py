@@ -451,6 +451,7 @@ class Progress:
         self.start = world.clock.now()
         self.shown = 0
         self.last_line = wall_seconds()
+        self.closed = False
 
     def figures(self) -> dict[str, int]:
         """The summary's own figures: devices, sessions started, pushes sent."""
@@ -480,58 +481,112 @@ class Progress:
         print(f"dmemu: {where}: {shown}", file=self.stream, flush=True)
 
     def close(self, complete: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.bar.close()
         if self.mode == "lines":
             day = (self.world.clock.now() - self.start) / DAY
             self.line(f"{'done' if complete else 'stopped'} at day {day:.1f}/{self.days}")
 
 
-async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -> RunResult:
-    """Run ``scenario`` to its end and return the merged log (raises OSError if a port
-    cannot be opened)."""
-    started = wall_seconds()
-    clock: VirtualClock | RealTimeClock
-    if options.clock is not None:
-        if options.rate is not None or options.clock.now() != scenario.start_ms:
-            raise ValueError("RunOptions.clock: a virtual clock at the scenario's start, no rate")
-        clock = options.clock
-    elif options.rate is None:
-        clock = VirtualClock(scenario.start_ms, resolution_ms=options.resolution_ms)
-    else:
-        clock = RealTimeClock(options.rate, start_ms=scenario.start_ms)
-    world = World(scenario, options, clock)
-    stream = options.progress_stream or sys.stderr
-    if options.progress is None:
-        mode: str | None = "bar" if stream.isatty() else "lines"
-    else:
-        mode = "bar" if options.progress else None
-    async with AsyncExitStack() as stack:
-        await world.build(stack)
-        world.populate()
-        timeline = Timeline(world)
-        progress = Progress(world, mode, stream, options.progress_every_s)
-        end = scenario.start_ms + scenario.duration_ms
-        registrations: list[HookResult] = []
-        complete = True
+class ScenarioRun:
+    """A run in steps: :meth:`start`, :meth:`advance` to an instant (as often as wanted),
+    :meth:`finish`. :func:`run_scenario` advances once, to the end; a shard is advanced
+    window by window when shards keep in lockstep (:mod:`emulator.shards`)."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions = RunOptions()) -> None:
+        self.started = wall_seconds()
+        self.scenario, self.options = scenario, options
+        clock: VirtualClock | RealTimeClock
+        if options.clock is not None:
+            if options.rate is not None or options.clock.now() != scenario.start_ms:
+                raise ValueError(
+                    "RunOptions.clock: a virtual clock at the scenario's start, no rate"
+                )
+            clock = options.clock
+        elif options.rate is None:
+            clock = VirtualClock(scenario.start_ms, resolution_ms=options.resolution_ms)
+        else:
+            clock = RealTimeClock(options.rate, start_ms=scenario.start_ms)
+        self.clock = clock
+        self.world = World(scenario, options, clock)
+        self.end = scenario.start_ms + scenario.duration_ms
+        self.complete = True
+        self.registrations: list[HookResult] = []
+        self._stack = AsyncExitStack()
+        self._timeline: Timeline | None = None
+        self._progress: Progress | None = None
+
+    async def start(self) -> None:
+        """Build the world, register the devices and schedule the timeline (raises OSError
+        if a port cannot be opened; the world is closed again then)."""
+        await self._stack.__aenter__()
         try:
-            registrations = await world.register_devices()
-            timeline.schedule()
-            if mode is not None:  # no timers of its own otherwise (each firing is a round)
-                progress.tick()
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        world, options = self.world, self.options
+        stream = options.progress_stream or sys.stderr
+        if options.progress is None:
+            mode: str | None = "bar" if stream.isatty() else "lines"
+        else:
+            mode = "bar" if options.progress else None
+        await world.build(self._stack)
+        world.populate()
+        self._timeline = Timeline(world)
+        self._progress = Progress(world, mode, stream, options.progress_every_s)
+        progress = self._progress
+        self._stack.callback(lambda: progress.close(self.complete))
+        try:
+            self.registrations = await world.register_devices()
+        except asyncio.CancelledError:  # Ctrl-C while the server registers the devices
+            task = asyncio.current_task()
+            if task is None or task.uncancel() > 0:
+                raise
+            self.stop()
+            return
+        self._timeline.schedule()
+        if mode is not None:  # no timers of its own otherwise (each firing is a round)
+            self._progress.tick()
+
+    async def advance(self, until: int) -> int | None:
+        """Run up to ``until`` (at most the scenario's end); the next instant something is
+        due after it, None when nothing is. Cancelled (Ctrl-C, SIGTERM), the run stops where
+        it is and :meth:`finish` still gives what it has."""
+        clock, until = self.clock, min(until, self.end)
+        if not self.complete:
+            return None
+        try:
             with settled_heap():  # a big fleet is built once, then runs for many rounds
                 if isinstance(clock, VirtualClock):
-                    await clock.run_async(end)
+                    await clock.run_async(until)
                 else:
-                    await clock.sleep(end - clock.now())
+                    await clock.sleep(until - clock.now())
         except asyncio.CancelledError:
-            # Ctrl-C or SIGTERM: keep what the run has so far; the caller writes it
             task = asyncio.current_task()
             if task is None or task.uncancel() > 0:
                 raise  # cancelled from elsewhere too: not ours to swallow
-            complete = False
-            end = min(end, clock.now())
-        finally:
-            progress.close(complete)
+            self.stop()
+            return None
+        if not isinstance(clock, VirtualClock) or clock.now() >= self.end:
+            return None
+        return clock.next_due()
+
+    def stop(self) -> None:
+        """The run ends here, incomplete (its log ends at the clock's instant)."""
+        self.complete = False
+        self.end = min(self.end, self.clock.now())
+
+    async def finish(self) -> RunResult:
+        """Stop the world and return the result (the log, or with a sink what is left of it)."""
+        world = self.world
+        assert self._timeline is not None, "finish() after start()"
+        if self._progress is not None:
+            self._progress.close(self.complete)
         if world.sut is not None:  # stopped here (not only by the stack) to say how it went
             await world.sut.stop()
             if world.sut.killed:
@@ -542,23 +597,40 @@ async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -
             events: list[dict[str, Any]] = []
         else:
             events = ordered_events(world, channel_owner)
-        hook_results = registrations + timeline.hook_results
-        return RunResult(
-            scenario=scenario,
+        hook_results = self.registrations + self._timeline.hook_results
+        result = RunResult(
+            scenario=self.scenario,
             seed=world.seed,
             server="reference" if world.mdm is not None else world.server_url,
-            start_ms=scenario.start_ms,
-            end_ms=end,  # a real-time clock overshoots by however long the last wake took
+            start_ms=self.scenario.start_ms,
+            end_ms=self.end,  # a real-time clock overshoots by however long the last wake took
             events=events,
             devices=dict(world.fleet.devices),
             group_of=world.group_of,
-            wall_s=wall_seconds() - started,
-            notes=world.notes + timeline.notes + _hook_failures(hook_results),
+            wall_s=wall_seconds() - self.started,
+            notes=world.notes + self._timeline.notes + _hook_failures(hook_results),
             exchanges=world.recorder.exchanges if world.recorder else [],
             wns_records=list(world.wns.service.records),
             trap_requests=list(world.trap.requests) if world.trap else [],
             hook_results=hook_results,
             channel_owner=channel_owner,
-            complete=complete,
+            complete=self.complete,
             server_killed=world.sut is not None and world.sut.killed,
         )
+        await self.close()
+        return result
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+async def run_scenario(scenario: Scenario, options: RunOptions = RunOptions()) -> RunResult:
+    """Run ``scenario`` to its end and return the merged log (raises OSError if a port
+    cannot be opened)."""
+    run = ScenarioRun(scenario, options)
+    await run.start()
+    try:
+        await run.advance(run.end)
+        return await run.finish()
+    finally:
+        await run.close()

@@ -235,11 +235,11 @@ async def block_pfn(request: web.Request) -> web.Response:
 
 
 async def revoke_tokens(request: web.Request) -> web.Response:
-    service, _ = _service(request)
+    service, now = _service(request)
     body = await parse_body(request, RevokeTokensBody)
     if body.sid is not None and body.sid not in service.apps:
         raise api_error(404, f"no app with SID {body.sid!r}")
-    return json_response({"revoked": service.tokens.revoke(body.sid)})
+    return json_response({"revoked": service.tokens.revoke(body.sid, now)})
 
 
 async def add_fault(request: web.Request) -> web.Response:

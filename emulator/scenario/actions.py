@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.device.agent import Device
 from emulator.hooks import HookResult
 from emulator.scenario.model import Event, Target
+from emulator.shards.split import share_of
 
 if TYPE_CHECKING:
     from emulator.runner import World
@@ -129,7 +130,7 @@ class Timeline:
                 for channel in service.registry.channels_of(device.device_id):
                     service.forget_channel(channel)
         elif action == "revoke_tokens":
-            service.tokens.revoke(w.scenario.app.sid)
+            service.tokens.revoke(w.scenario.app.sid, now)
         elif action in ("block_pfn", "unblock_pfn"):
             pfn = w.scenario.app.pfn
             if action == "block_pfn":
@@ -137,14 +138,21 @@ class Timeline:
             else:
                 service.registry.unblock(pfn)
         elif action == "wns_fault":
+            if event.target is not None and not devices:
+                return  # its targets live on other shards
             channels: list[str | None] = [
                 c.id for d in devices for c in service.registry.channels_of(d.device_id)[-1:]
             ]
+            count = p.get("count")
+            if not channels and count is not None and w.options.shard is not None:
+                count = share_of(int(count), *w.options.shard)  # the run's count, not each's
+                if count == 0:
+                    return
             retry_after = p.get("retry_after")
             for channel_id in channels or [None]:
                 service.faults.add(
                     status=int(p["status"]),
-                    count=p.get("count"),
+                    count=count,
                     channel_id=channel_id,
                     retry_after_s=None if retry_after is None else max(1, retry_after // 1000),
                     description=f"scenario line {event.line}",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,7 +31,7 @@ from emulator.scenario.expect import Judges
 from emulator.scenario.loader import load_scenario
 from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import stop_on_sigterm
-from emulator.shards.local import ShardFailed, run_sharded
+from emulator.shards.coordinator import ShardFailed, run_sharded
 from emulator.sut.faketime import FaketimeMissing
 from emulator.sut.launch import ServerCommand
 from emulator.sut.process import ServerFailed
@@ -172,15 +174,55 @@ async def _streamed(
             if log is not None:
                 log.write(event_line(event))
 
-        if args.workers > 1:
+        if args.cluster is not None or args.workers > 1:
             result = await run_sharded(
-                scenario, options, args.workers, err=err, log_level=args.log_level, sink=sink
+                scenario,
+                options,
+                args.workers,
+                cluster=args.cluster,
+                err=err,
+                log_level=args.log_level,
+                sink=sink,
             )
         else:
             result = await run_scenario(scenario, replace(options, sink=sink))
     summary = build_summary(result, judges.verdicts(result.end_ms), tally)
     paths = [args.out / "events.jsonl", *write_summary(args.out, summary)] if args.out else []
     return result, summary, paths
+
+
+MIN_SHARD_DEVICES = 250  # fewer per shard and starting a process costs more than it saves
+
+
+def workers_for(args: argparse.Namespace, scenario: Scenario) -> int | None:
+    """How many shards ``--workers`` and ``--cluster`` ask for (None: one per CPU of the
+    cluster); raises :class:`UsageError` for a combination that cannot be sharded."""
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.cluster is not None:
+        if not (args.cluster == "ray-local" or args.cluster.startswith("ray://")):
+            raise UsageError(f"--cluster {args.cluster!r}: use ray://HOST:PORT or ray-local")
+        if not importlib.util.find_spec("ray"):
+            raise UsageError("--cluster needs Ray: pip install 'dmemu[ray]'")
+    unshardable = (
+        "--rate"
+        if args.rate is not None
+        else "--server-cmd"
+        if args.server_cmd is not None
+        else None
+    )
+    if unshardable is not None:
+        if (args.workers or 1) > 1 or args.cluster is not None:
+            raise UsageError(
+                f"--workers and --cluster shard a run on the virtual clock; {unshardable} "
+                "runs one world (its server is bound to that world's clock)"
+            )
+        return 1
+    if args.workers is not None or args.cluster is not None:
+        workers: int | None = args.workers
+        return workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, scenario.device_count // MIN_SHARD_DEVICES))
 
 
 def validate(paths: list[Path], out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -225,15 +267,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError("--resolution is for the virtual clock, not --rate")
         if args.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
-        if args.workers < 1:
-            raise UsageError("--workers must be at least 1")
-        if args.transport == "memory" and args.server:
-            raise UsageError("--transport memory is for the built-in server (not --server)")
-        if args.workers > 1 and (args.server or args.rate is not None):
-            raise UsageError(
-                "--workers shards a run against the built-in server on the virtual clock "
-                "(not --server or --rate)"
-            )
+        args.workers = workers_for(args, scenario)
         options = run_options(
             args,
             err,

@@ -24,6 +24,12 @@ def shard_of(device_id: str, shards: int) -> int:
     return int.from_bytes(digest, "big") % shards
 
 
+def share_of(count: int, index: int, shards: int) -> int:
+    """Shard ``index``'s part of ``count`` things the run does once in all (a WNS fault for
+    the next ``count`` requests): the parts add up to ``count``."""
+    return count // shards + (1 if index < count % shards else 0)
+
+
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """A shard's events.jsonl, as the run's records (without the ISO ``t`` beside t_ms)."""
     with path.open(encoding="utf-8") as lines:

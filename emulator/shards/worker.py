@@ -1,77 +1,70 @@
-"""One shard of a run, as its own process: ``python -m emulator.shards.worker JOB.json``.
+"""A shard hosted as a local process: ``python -m emulator.shards.worker JOB.json DIR``.
 
-Owns: reading the job the parent wrote (scenario file, shard index and count, the run's
-options), running the world for this shard's devices only (its own clock, fake WNS and
-reference server), and writing ``events.jsonl`` (ordered) and ``shard.json`` (which
-devices, how it ended) into the job's directory. Progress lines go to stderr, which the
-parent relays. SIGTERM stops it with what it has, marked incomplete (exit 130).
-Must not: judge or merge (the parent does).
+Owns: the process end of the shard protocol over pipes. Each line on stdin is a request
+(``{"op": "start" | "advance" | "finish", ...}``), each line on stdout its answer; the shard's
+log goes to ``DIR/events.jsonl``, which the coordinator reads in place. Progress lines go to
+stderr, which the coordinator relays. SIGTERM interrupts the shard (an advance under way ends
+where it is); the coordinator then asks it to finish with what it has. If the coordinator
+goes away (stdin closes), the shard finishes by itself. Exit 0 when the shard ran to its end,
+130 when it was interrupted, 2 when it could not run (its last line says why).
+Must not: judge or merge (the coordinator does).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import resource
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from emulator.logs import configure_logging
-from emulator.reports.write import event_line
-from emulator.runner import RunOptions, run_scenario
-from emulator.scenario.loader import load_scenario
-from emulator.scenario.model import EnrollSpec
-from emulator.serving import stop_on_sigterm
-
-EVENTS = "events.jsonl"
-META = "shard.json"
+from emulator.shards.runtime import ShardRuntime, dumps
 
 
-def job_options(job: dict[str, Any]) -> RunOptions:
-    enroll = job.get("enroll")
-    return RunOptions(
-        shard=(job["index"], job["count"]),
-        seed=job.get("seed"),
-        resolution_ms=job.get("resolution_ms", 0),
-        concurrency=job.get("concurrency", 64),
-        transport=job.get("transport", "http"),
-        enroll=EnrollSpec(**{**enroll, "certificate": None}) if enroll else None,
-        tls_dir=Path(job["tls_dir"]),
-        progress=False if job.get("quiet") else None,
-        progress_stream=sys.stderr,
-        progress_every_s=job.get("progress_every_s", 10.0),
-    )
-
-
-async def run_job(job: dict[str, Any]) -> int:
-    out = Path(job["dir"])
-    scenario = load_scenario(Path(job["scenario"]))
-    with (out / EVENTS).open("w", encoding="utf-8") as events, stop_on_sigterm():
-
-        def write(event: dict[str, Any]) -> None:
-            events.write(event_line(event))
-
-        options = dataclasses.replace(job_options(job), sink=write)  # streamed, never held
-        result = await run_scenario(scenario, options)
-    meta = {
-        "group_of": result.group_of,
-        "notes": result.notes,
-        "complete": result.complete,
-        "end_ms": result.end_ms,
-        "seed": result.seed,
-        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "wall_s": round(result.wall_s, 3),
-    }
-    (out / META).write_text(json.dumps(meta), encoding="utf-8")
-    return 0 if result.complete else 130
+async def serve(runtime: ShardRuntime) -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    loop.add_signal_handler(signal.SIGTERM, runtime.interrupt)
+    out = sys.stdout.buffer
+    try:
+        while line := await reader.readline():
+            request = json.loads(line)
+            op = request["op"]
+            try:
+                if op == "start":
+                    reply: dict[str, Any] = await runtime.start()
+                elif op == "advance":
+                    reply = await runtime.advance(int(request["until"]))
+                elif op == "finish":
+                    reply = await runtime.finish()
+                else:
+                    reply = {"error": f"unknown op {op!r}"}
+            except Exception as exc:
+                out.write(dumps({"error": f"{type(exc).__name__}: {exc}"}))
+                out.flush()
+                print(f"dmemu: error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                return 2
+            out.write(dumps(reply))
+            out.flush()
+            if op == "finish":
+                return 0 if reply["complete"] else 130
+        # the coordinator is gone: end with what there is
+        if runtime.run is not None:
+            runtime.interrupt()
+            await runtime.finish()
+        return 130
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        await runtime.close()
 
 
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     configure_logging(job.get("log_level", "warning"))
-    return asyncio.run(run_job(job))
+    return asyncio.run(serve(ShardRuntime(job, Path(argv[1]))))
 
 
 if __name__ == "__main__":

@@ -126,7 +126,10 @@ class WnsService:
     def _build(self) -> None:
         seed = self.config.seed
         self.tokens = TokenService(
-            self.config.apps, random.Random(f"{seed}:tokens"), self.config.token_ttl_ms
+            self.config.apps,
+            random.Random(f"{seed}:tokens"),
+            self.config.token_ttl_ms,
+            key=f"dmemu-run:{seed}".encode(),
         )
         self.registry = ChannelRegistry(
             self.config.apps,

@@ -4,6 +4,11 @@ Owns: parsing and validating the form a sender posts, issuing bearer tokens that
 emulated clock, and resolving a presented bearer token to its app.
 Must not: do I/O or know about channels.
 
+A token carries its app, issue and expiry times and a MAC keyed by the run (its seed and the
+apps' secrets), so a token issued by one shard of a run is honoured by every other shard's
+fake WNS without asking it (emulator.shards); revoking an app's tokens revokes those issued
+before that instant wherever they were issued.
+
 Rules ([WNSHDR] 2.1-2.2, [WNSOV], protocol.md section 0):
 * body ``application/x-www-form-urlencoded`` with ``grant_type=client_credentials``,
   ``client_id=ms-app://<Package SID>``, ``client_secret``, ``scope=notify.windows.com``;
@@ -14,7 +19,11 @@ Rules ([WNSHDR] 2.1-2.2, [WNSOV], protocol.md section 0):
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import random
+import struct
 from collections.abc import Iterable
 from urllib.parse import parse_qs
 
@@ -27,6 +36,9 @@ SCOPE = "notify.windows.com"
 REQUIRED = ("grant_type", "client_id", "client_secret", "scope")
 MAX_FORM_BYTES = 4096  # a real token form is ~200 bytes; anything huge is refused
 DEFAULT_TOKEN_TTL_MS = DAY  # [QS] "your cached access token expires after 24 hours"
+#: app index, issued_ms, expires_ms, nonce; then the MAC: 72 bytes, the length of real ones
+_PAYLOAD = struct.Struct(">BqqB22s")
+_MAC_BYTES = 72 - _PAYLOAD.size
 
 
 def media_type(content_type: str | None) -> str:
@@ -37,11 +49,22 @@ def media_type(content_type: str | None) -> str:
 class TokenService:
     """Issues and checks bearer tokens for the configured apps."""
 
-    def __init__(self, apps: Iterable[App], rng: random.Random, ttl_ms: int = DEFAULT_TOKEN_TTL_MS):
-        self.apps_by_client_id = {app.client_id: app for app in apps}
+    def __init__(
+        self,
+        apps: Iterable[App],
+        rng: random.Random,
+        ttl_ms: int = DEFAULT_TOKEN_TTL_MS,
+        *,
+        key: bytes = b"",
+    ):
+        self.apps = list(apps)
+        self.apps_by_client_id = {app.client_id: app for app in self.apps}
         self.rng = rng  # seeded: tokens are reproducible run to run
         self.ttl_ms = ttl_ms
+        #: the run's MAC key: every fake WNS of a run (one per shard) shares it
+        self.key = hashlib.sha256(key + b"".join(a.secret.encode() for a in self.apps)).digest()
         self.tokens: dict[str, AccessToken] = {}
+        self.revoked_before: dict[str, int] = {}  # sid -> tokens issued before are revoked
         self._issued_since_prune = 0
 
     def issue(self, content_type: str | None, body: bytes, now: int) -> AccessToken:
@@ -62,8 +85,12 @@ class TokenService:
             raise OAuthError("invalid_client", f"unknown client_id{hint}")
         if form["client_secret"] != app.secret:
             raise OAuthError("invalid_client", "client_secret does not match the client_id")
+        expires = now + self.ttl_ms
         token = AccessToken(
-            value=self._new_value(), sid=app.sid, issued_ms=now, expires_ms=now + self.ttl_ms
+            value=self._new_value(self.apps.index(app), now, expires),
+            sid=app.sid,
+            issued_ms=now,
+            expires_ms=expires,
         )
         self.tokens[token.value] = token
         self._prune(now)
@@ -98,29 +125,61 @@ class TokenService:
 
     def resolve(self, value: str, now: int) -> AccessToken | None:
         """The live token for ``value``; None if unknown, expired or revoked."""
-        token = self.tokens.get(value)
+        token = self.known(value)
         if token is None or token.revoked or now >= token.expires_ms:
             return None
         return token
 
     def known(self, value: str) -> AccessToken | None:
-        return self.tokens.get(value)
+        """The token ``value`` names: issued here, or by another shard of the run (its MAC
+        checks out); None for anything else."""
+        token = self.tokens.get(value)
+        if token is None:
+            token = self._verify(value)
+            if token is not None:
+                self.tokens[value] = token
+        return token
 
-    def revoke(self, sid: str | None = None) -> int:
-        """Revoke every token (of one app when ``sid`` is given). Returns how many."""
+    def revoke(self, sid: str | None = None, now: int | None = None) -> int:
+        """Revoke every token (of one app when ``sid`` is given). Returns how many this
+        service knew; with ``now``, tokens issued elsewhere before it are revoked too."""
         count = 0
         for token in self.tokens.values():
             if not token.revoked and (sid is None or token.sid == sid):
                 token.revoked = True
                 count += 1
+        if now is not None:
+            for app in self.apps:
+                if sid is None or app.sid == sid:
+                    self.revoked_before[app.sid] = now
         return count
 
     def expires_in_s(self, token: AccessToken, now: int) -> int:
         return max(0, (token.expires_ms - now) // SECOND)
 
-    def _new_value(self) -> str:
+    def _new_value(self, app: int, issued_ms: int, expires_ms: int) -> str:
         # Real tokens are base64 with '+', '/' and '=' (e.g. "EgAcAQMAAAAALYAAY/c+Huwi...").
-        return base64.b64encode(self.rng.randbytes(72)).decode("ascii")
+        payload = _PAYLOAD.pack(app, issued_ms, expires_ms, 1, self.rng.randbytes(22))
+        mac = hmac.digest(self.key, payload, "sha256")[:_MAC_BYTES]
+        return base64.b64encode(payload + mac).decode("ascii")
+
+    def _verify(self, value: str) -> AccessToken | None:
+        """A token another shard of this run issued, rebuilt from its value."""
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) != _PAYLOAD.size + _MAC_BYTES:
+            return None
+        payload, mac = raw[: _PAYLOAD.size], raw[_PAYLOAD.size :]
+        if not hmac.compare_digest(mac, hmac.digest(self.key, payload, "sha256")[:_MAC_BYTES]):
+            return None
+        app, issued, expires, _version, _nonce = _PAYLOAD.unpack(payload)
+        if app >= len(self.apps):
+            return None
+        sid = self.apps[app].sid
+        revoked = issued < self.revoked_before.get(sid, issued)
+        return AccessToken(value, sid, issued, expires, revoked=revoked)
 
     def _prune(self, now: int) -> None:
         self._issued_since_prune += 1
