@@ -431,6 +431,11 @@ def ordered_events(world: World, channel_owner: dict[str, str]) -> list[dict[str
     return merged
 
 
+def shown_figures(figures: dict[str, int]) -> str:
+    """``{"devices": 3, "sessions": 9}`` as a progress line shows it: "3 devices, 9 sessions"."""
+    return ", ".join(f"{v} {k}" for k, v in figures.items())
+
+
 class Progress:
     """How a long run shows it is alive: on a terminal a bar (virtual day, devices, sessions,
     pushes); off one a line on the stream every ``every_s`` wall seconds; or nothing."""
@@ -464,7 +469,7 @@ class Progress:
 
     def tick(self) -> None:
         w = self.world
-        day = (w.clock.now() - self.start) // DAY
+        day = self.day()
         if self.mode == "bar":
             if day > self.shown:
                 self.bar.update(day - self.shown)
@@ -475,10 +480,12 @@ class Progress:
         if w.clock.now() < self.start + w.scenario.duration_ms:
             w.clock.call_later(HOUR, self.tick)
 
+    def day(self) -> int:
+        return (self.world.clock.now() - self.start) // DAY
+
     def line(self, where: str) -> None:
         self.last_line = wall_seconds()
-        shown = ", ".join(f"{v} {k}" for k, v in self.figures().items())
-        print(f"dmemu: {where}: {shown}", file=self.stream, flush=True)
+        print(f"dmemu: {where}: {shown_figures(self.figures())}", file=self.stream, flush=True)
 
     def close(self, complete: bool) -> None:
         if self.closed:
@@ -575,6 +582,14 @@ class ScenarioRun:
         if not isinstance(clock, VirtualClock) or clock.now() >= self.end:
             return None
         return clock.next_due()
+
+    def figures(self) -> dict[str, int]:
+        """Where the run is: its virtual day and the progress figures (devices, sessions,
+        pushes)."""
+        progress = self._progress
+        if progress is None:
+            return {"day": 0, "days": max(1, self.scenario.duration_ms // DAY)}
+        return {"day": progress.day(), "days": progress.days, **progress.figures()}
 
     def stop(self) -> None:
         """The run ends here, incomplete (its log ends at the clock's instant)."""

@@ -140,3 +140,42 @@ async def test_secrets_never_reach_the_records(wns: Any, service: WnsService) ->
     assert APP_A.secret not in dump
     assert token not in dump
     assert "client_secret=<redacted sha256:" in service.records[0].as_json()["body"]
+
+
+def test_a_token_from_one_shard_is_good_on_every_shard_of_the_run() -> None:
+    """Each shard of a run serves its own fake WNS; a server that took its token from one
+    shard's token endpoint pushes to every shard's ChannelURIs with it (issue 19). A token
+    carries a MAC keyed by the run: another run's WNS, or a token altered by one byte, is
+    refused; expiry [QS] and revocation hold on every shard (revoking an app's tokens at an
+    instant revokes those issued before it, wherever they were issued)."""
+    import base64
+    import random
+    from urllib.parse import urlencode
+
+    from emulator.wns.tokens import FORM_TYPE, TokenService
+
+    def service(seed: int, key: bytes) -> TokenService:
+        return TokenService([APP_A, APP_B], random.Random(seed), key=key)
+
+    first, second, other_run = service(1, b"run"), service(2, b"run"), service(1, b"other")
+    form = urlencode(token_form(APP_B)).encode()
+    token = first.issue(FORM_TYPE, form, now=1_000)
+    assert len(base64.b64decode(token.value)) == 72  # the length of real ones
+    seen = second.resolve(token.value, 2_000)
+    assert seen is not None
+    assert (seen.sid, seen.issued_ms, seen.expires_ms) == (APP_B.sid, 1_000, token.expires_ms)
+    assert other_run.known(token.value) is None
+    raw = bytearray(base64.b64decode(token.value))
+    raw[3] ^= 1
+    assert second.known(base64.b64encode(raw).decode()) is None
+    assert second.known("not a token") is None
+    assert second.resolve(token.value, token.expires_ms) is None  # expired, still known
+    second.revoke(APP_B.sid, now=1_500)
+    later = first.issue(FORM_TYPE, form, now=1_500)
+    third = service(3, b"run")
+    third.revoke(APP_B.sid, now=1_500)
+    for shard in (second, third):
+        revoked = shard.known(token.value)
+        assert revoked is not None
+        assert revoked.revoked  # issued before the revocation: refused everywhere
+        assert shard.resolve(later.value, 2_000) is not None

@@ -25,7 +25,7 @@ from emulator.clock.base import (
 )
 from emulator.clock.realtime import RealTimeClock, WallClock
 from emulator.clock.virtual import VirtualClock
-from emulator.clock.wall import IdleWindow, host_epoch_ms, wall_seconds
+from emulator.clock.wall import IdleWindow, host_epoch_ms, wall_seconds, wall_sleep
 
 __all__ = [
     "DAY",
@@ -45,4 +45,5 @@ __all__ = [
     "iso",
     "parse_iso",
     "wall_seconds",
+    "wall_sleep",
 ]

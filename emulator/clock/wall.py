@@ -1,12 +1,14 @@
 """Host time for the two things that legitimately need it outside a clock's own pacing.
 
-Owns: :func:`wall_seconds` (how long a run took, for reports and benchmarks) and
+Owns: :func:`wall_seconds` (how long a run took, for reports and benchmarks),
+:func:`wall_sleep` (a coordinator's pause between progress lines of its shards) and
 :class:`IdleWindow` (the external-server idle window that gates virtual time skips).
 Must not: feed host time into the emulated world (which only ever sees a clock's ``now``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -20,6 +22,11 @@ def host_epoch_ms() -> float:
 def wall_seconds() -> float:
     """Host monotonic seconds: durations of runs, never emulated time."""
     return time.monotonic()
+
+
+async def wall_sleep(seconds: float) -> None:
+    """Wait ``seconds`` of host time: for pacing what people read, never the world."""
+    await asyncio.sleep(seconds)
 
 
 class IdleWindow:

@@ -31,7 +31,8 @@ from emulator.scenario.expect import Judges
 from emulator.scenario.loader import load_scenario
 from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import stop_on_sigterm
-from emulator.shards.coordinator import ShardFailed, run_sharded
+from emulator.shards.coordinator import run_sharded
+from emulator.shards.hosts import ShardFailed
 from emulator.sut.faketime import FaketimeMissing
 from emulator.sut.launch import ServerCommand
 from emulator.sut.process import ServerFailed

@@ -29,18 +29,14 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from emulator.clock import SECOND, wall_seconds
-from emulator.runner import RunOptions, RunResult
+from emulator.clock import SECOND, wall_seconds, wall_sleep
+from emulator.runner import RunOptions, RunResult, shown_figures
 from emulator.scenario.model import Scenario
-from emulator.shards.hosts import ProcessHost, ShardDied, ShardHost
+from emulator.shards.hosts import ProcessHost, ShardDied, ShardFailed, ShardHost
 from emulator.shards.runtime import job_for
 from emulator.shards.split import merge, read_events, shard_of
 
 MIN_LOCKSTEP_MS = SECOND  # the narrowest lockstep window against an external server
-
-
-class ShardFailed(Exception):
-    """A worker died: which shard, which devices, and the end of what it said."""
 
 
 def _jobs(
@@ -87,6 +83,9 @@ async def run_sharded(
         complete = True
         metas: list[dict[str, Any]] = []
         logs: list[Path] = []
+        if options.progress is not False:
+            reporter = asyncio.create_task(_report(hosts, options.progress_every_s, err))
+            up.callback(reporter.cancel)
         try:
             try:
                 starts = await _all(hosts, methodcaller("start"))
@@ -130,6 +129,25 @@ async def _all(hosts: list[ShardHost], call: Callable[[ShardHost], Any]) -> list
     except* ShardDied as dead:
         raise dead.exceptions[0] from None
     return [t.result() for t in tasks]
+
+
+async def _report(hosts: list[ShardHost], every_s: float, err: TextIO) -> None:
+    """A line per shard every ``every_s`` wall seconds, for shards that do not say it on a
+    stream of their own (Ray actors)."""
+    count = len(hosts)
+    while True:
+        await wall_sleep(every_s)
+        for host in hosts:
+            with contextlib.suppress(ShardDied):
+                figures = await host.figures()
+                if figures:
+                    day, days = figures.pop("day"), figures.pop("days")
+                    shown = shown_figures(figures)
+                    print(
+                        f"dmemu: shard {host.index + 1}/{count}: day {day}/{days}: {shown}",
+                        file=err,
+                        flush=True,
+                    )
 
 
 async def _lockstep(hosts: list[ShardHost], start: int, end: int, window: int) -> None:

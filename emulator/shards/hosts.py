@@ -23,6 +23,11 @@ from emulator.shards.runtime import EVENTS
 STOP_GRACE_S = 10.0  # after SIGTERM (or a finish request), before SIGKILL
 
 
+class ShardFailed(Exception):
+    """The run could not go on: a shard died (which one, its devices, the end of what it
+    said), or its hosts could not be had (the Ray cluster is unreachable)."""
+
+
 class ShardDied(Exception):
     """A shard stopped answering: ``how`` it ended, and the ``tail`` of what it said."""
 
@@ -39,6 +44,10 @@ class ShardHost(Protocol):
     async def advance(self, until: int) -> dict[str, Any]: ...
 
     async def finish(self) -> dict[str, Any]: ...
+
+    async def figures(self) -> dict[str, int] | None:
+        """Where the shard is, for progress lines; None when it says so itself."""
+        ...
 
     async def events(self, into: Path) -> Path:
         """The shard's ``events.jsonl`` on this machine (fetched into ``into`` if need be)."""
@@ -90,6 +99,9 @@ class ProcessHost:
 
     async def finish(self) -> dict[str, Any]:
         return await self._call({"op": "finish"})
+
+    async def figures(self) -> dict[str, int] | None:
+        return None  # its progress lines come on its stderr, relayed as they come
 
     async def events(self, into: Path) -> Path:
         return self.dir / EVENTS

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ except ImportError as exc:  # the extra is not installed
 import contextlib
 
 from emulator.logs import configure_logging
-from emulator.shards.hosts import ShardDied
+from emulator.shards.hosts import ShardDied, ShardFailed
 from emulator.shards.runtime import ShardRuntime
 
 LOCAL = "ray-local"
@@ -51,6 +52,9 @@ class ShardActor:
 
     async def finish(self) -> dict[str, Any]:
         return await self.runtime.finish()
+
+    async def figures(self) -> dict[str, int]:
+        return self.runtime.figures()
 
     async def interrupt(self) -> None:
         self.runtime.interrupt()
@@ -90,6 +94,10 @@ class RayHost:
         answer: dict[str, Any] = await self._call(self.actor.finish.remote())
         return answer
 
+    async def figures(self) -> dict[str, int] | None:
+        answer: dict[str, int] = await self._call(self.actor.figures.remote())
+        return answer
+
     async def events(self, into: Path) -> Path:
         path = into / f"shard-{self.index}.jsonl"
         with path.open("wb") as log:
@@ -116,14 +124,20 @@ class RayCluster:
     def __init__(self, address: str, workers: int | None) -> None:
         self.address = address
         if not ray.is_initialized():
-            ray.init(
-                address="local" if address == LOCAL else address,
-                num_cpus=(workers or os.cpu_count() or 1) if address == LOCAL else None,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=True,
-                runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}},
-            )
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # said in the error below, in our words
+                    ray.init(
+                        address="local" if address == LOCAL else address,
+                        num_cpus=(workers or os.cpu_count() or 1) if address == LOCAL else None,
+                        include_dashboard=False,
+                        logging_level=logging.WARNING,
+                        log_to_driver=False,  # the coordinator asks the shards how they are
+                    )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ShardFailed(
+                    f"--cluster {address}: Ray could not start or connect: {exc}"
+                ) from None
             self.started = True
         else:
             self.started = False

@@ -145,6 +145,10 @@ class ShardRuntime:
             self._advancing = None
         return {"now": run.clock.now(), "next": due, "complete": run.complete}
 
+    def figures(self) -> dict[str, int]:
+        """Where the shard is (its virtual day) and its figures so far."""
+        return self._started().figures() if self.run is not None else {}
+
     def interrupt(self) -> None:
         """Stop where it is: an advance under way ends now, and no later one runs."""
         self._stopped = True
