@@ -4,12 +4,16 @@ Runs ``dmemu run SCENARIO --workers N --transport memory`` ``--runs`` times and 
 median wall time, sessions per second, and each shard's peak memory (what a worker reports)
 beside the largest peak of any process of the run. The same-run baseline is the same
 scenario on ``--baseline-workers`` (default 1) workers, so the ratio is what sharding buys
-on this machine. Targets: ``fleets/fleet-10000`` for 30 days under 150 s with the whole
-run under 1 GB; 100,000 devices for 7 days on 2 workers completes (``--scale 10 --days 7``,
-``--no-baseline``: a single process would take most of an hour).
+on this machine. ``--ray`` runs it a third way, on a local Ray instance with as many actors
+(``--cluster ray-local``); ``--against REV`` a fourth, with the code of git revision REV
+(e.g. the main branch before a change), checked out beside this tree, in the same session.
+Targets: ``fleets/fleet-10000`` for 30 days under 150 s with the whole run under 1 GB;
+100,000 devices for 7 days on 2 workers completes (``--scale 10 --days 7``, ``--no-baseline``:
+a single process would take most of an hour).
 
     python bench/fleet_shards.py [--scenario scenarios/fleets/fleet-10000.yaml] [--days 30]
         [--scale 1] [--workers 2] [--transport memory] [--runs 3] [--no-baseline]
+        [--ray] [--against REV]
 """
 
 from __future__ import annotations
@@ -46,15 +50,24 @@ def scaled(path: Path, days: int | None, scale: int, into: Path) -> Path:
     return out
 
 
-def one_run(scenario: Path, workers: int, transport: str, out: Path) -> dict[str, Any]:
+def one_run(
+    scenario: Path,
+    workers: int,
+    transport: str,
+    out: Path,
+    *,
+    extra: tuple[str, ...] = (),
+    tree: Path = ROOT,
+) -> dict[str, Any]:
     started = time.monotonic()
-    argv = ["run", str(scenario), "--workers", str(workers), "--transport", transport]
+    argv = ["run", str(scenario), "--workers", str(workers), "--transport", transport, *extra]
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulator.cli", *argv, "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
     )
     assert proc.stderr is not None
     stderr = proc.stderr.read()
@@ -84,16 +97,38 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--transport", default="memory", choices=["memory", "http"])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ray", action="store_true", help="also on local Ray (as many actors)")
+    parser.add_argument("--against", metavar="REV", help="also with the code of git revision REV")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         scenario = scaled(args.scenario, args.days, args.scale, work)
-        runs, bases = [], []
-        for i in range(args.runs):
-            runs.append(one_run(scenario, args.workers, args.transport, work / f"r{i}"))
-            if not args.no_baseline:
-                base_dir = work / f"b{i}"
-                bases.append(one_run(scenario, args.baseline_workers, args.transport, base_dir))
+        tree = work / "against"
+        if args.against:
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), args.against],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+        runs, bases, rays, olds = [], [], [], []
+        try:
+            for i in range(args.runs):  # interleaved: the machine's noise hits each alike
+                runs.append(one_run(scenario, args.workers, args.transport, work / f"r{i}"))
+                if not args.no_baseline:
+                    base = work / f"b{i}"
+                    bases.append(one_run(scenario, args.baseline_workers, args.transport, base))
+                if args.ray:
+                    ray_out, ray = work / f"y{i}", ("--cluster", "ray-local")
+                    rays.append(one_run(scenario, args.workers, args.transport, ray_out, extra=ray))
+                if args.against:
+                    old = work / f"o{i}"
+                    olds.append(one_run(scenario, args.workers, args.transport, old, tree=tree))
+        finally:
+            if args.against:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False
+                )
         devices = sum(g["count"] for g in yaml.safe_load(scenario.read_text())["fleet"])
     walls = [r["wall_s"] for r in runs]
     wall = statistics.median(walls)
@@ -120,6 +155,21 @@ def main() -> None:
         print(
             f"baseline:   {args.baseline_workers} worker(s), median {base:.1f} s; "
             f"speed-up {base / wall:.2f}x"
+        )
+    if rays:
+        ray_wall = statistics.median(r["wall_s"] for r in rays)
+        shards = ", ".join(f"{mb} MB" for _, mb in rays[-1]["shards"])
+        print(
+            f"local Ray:  {args.workers} actors, median {ray_wall:.1f} s "
+            f"({ray_wall / wall:.2f}x the local processes' time), "
+            f"{rays[-1]['sessions'] / ray_wall:,.0f} sessions/s, actors' peaks {shards}, "
+            f"{'passed' if all(r['passed'] for r in rays) else 'FAILED'}"
+        )
+    if olds:
+        old_wall = statistics.median(o["wall_s"] for o in olds)
+        print(
+            f"{args.against}: median {old_wall:.1f} s with its code, same flags; this tree "
+            f"takes {wall / old_wall:.2f}x its time"
         )
 
 

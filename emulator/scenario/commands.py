@@ -268,6 +268,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError("--resolution is for the virtual clock, not --rate")
         if args.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
+        if args.transport == "memory" and args.server:
+            raise UsageError("--transport memory is for the built-in server (not --server)")
         args.workers = workers_for(args, scenario)
         options = run_options(
             args,

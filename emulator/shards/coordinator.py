@@ -201,7 +201,6 @@ def _result(
     complete: bool,
     err: TextIO,
 ) -> RunResult:
-    group_of: dict[str, str] = {}
     notes: list[str] = []
     for index, meta in enumerate(metas):
         if options.progress is not False:
@@ -211,7 +210,6 @@ def _result(
                 file=err,
                 flush=True,
             )
-        group_of.update(meta["group_of"])
         notes += [n for n in meta["notes"] if n not in notes]
     end = min((m["end_ms"] for m in metas), default=scenario.start_ms)
     seed = scenario.seed if options.seed is None else options.seed
@@ -223,7 +221,7 @@ def _result(
         end_ms=end,
         events=[],
         devices={},  # each lived in its shard
-        group_of=group_of,
+        group_of={d: g.name for g in scenario.groups for d in g.device_ids()},
         notes=notes,
         complete=complete and len(metas) == workers and all(m["complete"] for m in metas),
     )

@@ -163,7 +163,6 @@ class ShardRuntime:
         if self._log is not None:
             self._log.close()
         return {
-            "group_of": result.group_of,
             "notes": result.notes,
             "complete": result.complete,
             "end_ms": result.end_ms,
