@@ -39,8 +39,10 @@ from emulator.control.common import (
 from emulator.control.keys import CLOCK
 from emulator.device.session import Reply
 from emulator.enroll.keys import thumbprint
+from emulator.health import ClockCollector, add_health_routes
 from emulator.mdm.config import WRONG_TOKEN, bearer_problem
 from emulator.mdm.enrollment import routes as enrollment_routes
+from emulator.mdm.metrics import MdmCollector, mdm_ready
 from emulator.mdm.omadm import MAX_DEVICE_ID, Refused
 from emulator.serving import Handler
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
@@ -76,6 +78,11 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
     ]
     for method, path, handler in admin:
         app.router.add_route(method, path, guard(_admin(handler)))
+    add_health_routes(
+        app,
+        ready=lambda: mdm_ready(server),
+        collectors=[MdmCollector(server), ClockCollector(server.clock)],
+    )
     return app
 
 

@@ -18,9 +18,11 @@ from emulator.clock import Clock
 from emulator.control import add_control_routes
 from emulator.control.common import guard, read_body
 from emulator.control.keys import HELD_HEADER
+from emulator.health import ClockCollector, add_health_routes
 from emulator.serving import add_direct_route
 from emulator.wns import names
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
+from emulator.wns.metrics import WnsCollector, wns_ready
 from emulator.wns.models import RAW_LIMIT_BYTES
 from emulator.wns.service import Exchange, WnsService
 from emulator.wns.tokens import MAX_FORM_BYTES
@@ -40,6 +42,12 @@ def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
     add_direct_route(app, "/", guard(endpoints.notify, _crash, clock))
     add_direct_route(app, "/accesstoken.srf", guard(endpoints.token, _crash, clock))
     add_control_routes(app, clock, wns=service)
+    add_health_routes(
+        app,
+        ready=lambda: wns_ready(service),
+        collectors=[WnsCollector(service, clock), ClockCollector(clock)],
+        served=[lambda: service.served],
+    )
     return app
 
 

@@ -16,7 +16,7 @@ import base64
 import functools
 import hashlib
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -112,6 +112,11 @@ class WnsService:
     def __init__(self, config: WnsConfig, clock: Clock) -> None:
         self.config = config
         self.clock = clock
+        #: (route, method, status) -> requests served, since start (a reset keeps it: what
+        #: /metrics counts only grows)
+        self.served: Counter[tuple[str, str, int]] = Counter()
+        #: (status, outcome) -> notifications served, since start
+        self.push_outcomes: Counter[tuple[int, str]] = Counter()
         self.log = get_logger("wns", clock)
         self.apps = {app.sid: app for app in config.apps}
         self.subscribers: dict[str, Subscriber] = {}
@@ -377,6 +382,10 @@ class WnsService:
         self._seq += 1
         if kind == "token":
             self.tokens_served += 1
+            self.served[("/accesstoken.srf", request.method, status)] += 1
+        else:
+            self.served[("/", request.method, status)] += 1
+            self.push_outcomes[(status, ex.outcome.partition(":")[0])] += 1
         channel = ex.channel
         record: RequestRecord = new_record(
             (
