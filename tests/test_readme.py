@@ -103,3 +103,23 @@ def test_readme_links_resolve_and_reach_the_docs() -> None:
             assert (page.parent / target).exists(), f"{page.name}: {target}"
     for doc in ("protocol-decisions.md", "conformance.md", "events.md"):
         assert f"(docs/{doc})" in README
+    assert "(LICENSE)" in README
+    assert "(CHANGELOG.md)" in README
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation but ``-`` and ``_``
+    dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_contents_name_every_section() -> None:
+    """The README's table of contents links every section (## and ###, but itself) by an
+    anchor that exists, so a reader lands where the entry says."""
+    headings = re.findall(r"^(#{2,3}) (.+)$", README, flags=re.MULTILINE)
+    anchors = {_slug(text) for _, text in headings}
+    contents = README.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    linked = re.findall(r"\]\(#([^)]+)\)", contents)
+    assert set(linked) <= anchors, set(linked) - anchors
+    wanted = {_slug(text) for _, text in headings if text != "Contents"}
+    assert wanted <= set(linked), wanted - set(linked)
