@@ -11,6 +11,7 @@ Must not: know a server's internals (its collectors do, beside it).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
@@ -21,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from emulator.clock import Clock
+from emulator.openapi import HEALTH, Operation
 from emulator.serving import DIRECT_ROUTES, Handler
 
 HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -75,9 +77,10 @@ def add_health_routes(
     ready: Callable[[], str | None],
     collectors: Iterable[Collector],
     served: Iterable[Callable[[], RequestCounts]] = (),
-) -> None:
+) -> list[Operation]:
     """``/healthz``, ``/readyz`` (``ready()`` gives None when ready, else the reason) and
-    ``/metrics`` on ``app``, and a middleware counting every request the router answers."""
+    ``/metrics`` on ``app``, and a middleware counting every request the router answers;
+    returns their operations (for the app's OpenAPI document)."""
     counts: RequestCounts = Counter()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RequestCollector(counts, *served))
@@ -98,9 +101,28 @@ def add_health_routes(
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    operations = [
+        Operation(
+            "GET", "/healthz", healthz, "Liveness: the process serves", {200: ("Alive", HEALTH)}
+        ),
+        Operation(
+            "GET",
+            "/readyz",
+            readyz,
+            "Readiness: whether it can serve, and if not why",
+            {200: ("Ready", HEALTH), 503: ("Not ready, and the reason", HEALTH)},
+        ),
+        Operation(
+            "GET",
+            "/metrics",
+            metrics,
+            "Metrics in the Prometheus text exposition format",
+            {200: ("The metrics", {"type": "text"})},
+        ),
+    ]
+    for op in operations:
+        app.router.add_route(op.method, op.path, op.handler)
+    return [dataclasses.replace(op, tag="health") for op in operations]
 
 
 def _counting(counts: RequestCounts) -> Middleware:

@@ -26,7 +26,8 @@ async def test_clock_advance_rejects_bad_bodies(wns: Any) -> None:
         (b"{nope", "not valid JSON"),
         (b'{"seconds": -1}', "seconds"),
         (b'{"weeks": 1}', "weeks"),
-        (b'{"days": 99999}', "3650 days"),
+        (b'{"days": 99999}', "3650"),
+        (b'{"seconds": 1e308}', "seconds"),
     ]:
         resp = await wns.post("/_emulator/clock/advance", data=body)
         assert resp.status == 400

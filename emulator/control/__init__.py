@@ -6,26 +6,49 @@ through the same routes. Each world component adds its own routes module here.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from aiohttp import web
 
 from emulator.clock import Clock
 from emulator.control import clock_routes, wns_routes
 from emulator.control.common import api_error, guard, json_response
 from emulator.control.keys import CLOCK, WNS
+from emulator.openapi import Operation, add_operations, serve_document
 from emulator.wns.service import WnsService
 
 PREFIX = "/_emulator"
+OPENAPI_PATH = f"{PREFIX}/openapi.json"
+
+
+def control_operations(*, wns: bool) -> list[Operation]:
+    """The control API's operations, under the prefix, tagged."""
+    tables = [("clock", clock_routes.OPERATIONS)] + (
+        [("wns", wns_routes.OPERATIONS)] if wns else []
+    )
+    return [
+        dataclasses.replace(op, path=PREFIX + op.path, tag=f"control: {tag}")
+        for tag, table in tables
+        for op in table
+    ]
 
 
 def add_control_routes(
-    app: web.Application, clock: Clock, *, wns: WnsService | None = None
+    app: web.Application,
+    clock: Clock,
+    *,
+    wns: WnsService | None = None,
+    document: dict[str, Any] | None = None,
 ) -> None:
-    """Add the control API under ``/_emulator`` to ``app`` (routes, not a sub-application)."""
+    """Add the control API under ``/_emulator`` to ``app`` (routes, not a sub-application),
+    and ``document`` (the OpenAPI document of the whole app) at ``/_emulator/openapi.json``."""
     app[CLOCK] = clock
-    clock_routes.add_routes(app, PREFIX)
     if wns is not None:
         app[WNS] = wns
-        wns_routes.add_routes(app, PREFIX)
+    add_operations(app, control_operations(wns=wns is not None), guard)
+    if document is not None:
+        app.router.add_get(OPENAPI_PATH, guard(serve_document(document)))
     app.router.add_get(PREFIX, guard(index))
     app.router.add_get(f"{PREFIX}/", guard(index))
     app.router.add_route("*", PREFIX + "/{tail:.*}", guard(unknown))

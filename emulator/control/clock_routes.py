@@ -12,18 +12,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.clock import DAY, HOUR, MINUTE, SECOND, Clock, iso
-from emulator.control.common import guard, json_response, parse_body
+from emulator.control.common import json_response, parse_body
 from emulator.control.keys import CLOCK
+from emulator.openapi import Operation
 
 MAX_JUMP_MS = 3650 * DAY
 
 
 class AdvanceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    seconds: float = Field(0, ge=0)
-    minutes: float = Field(0, ge=0)
-    hours: float = Field(0, ge=0)
-    days: float = Field(0, ge=0)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    seconds: float = Field(0, ge=0, le=MAX_JUMP_MS / SECOND)
+    minutes: float = Field(0, ge=0, le=MAX_JUMP_MS / MINUTE)
+    hours: float = Field(0, ge=0, le=MAX_JUMP_MS / HOUR)
+    days: float = Field(0, ge=0, le=MAX_JUMP_MS / DAY)
 
     @model_validator(mode="after")
     def _bounded(self) -> AdvanceBody:
@@ -60,6 +61,26 @@ async def advance_clock(request: web.Request) -> web.Response:
     return json_response({**clock_json(clock), "fired": fired})
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
-    app.router.add_get(f"{prefix}/clock", guard(get_clock))
-    app.router.add_post(f"{prefix}/clock/advance", guard(advance_clock))
+CLOCK_SCHEMA = {
+    "type": "object",
+    "required": ["now", "now_ms", "mode", "rate"],
+    "properties": {
+        "now": {"type": "string", "format": "date-time"},
+        "now_ms": {"type": "integer"},
+        "mode": {"enum": ["virtual", "real"]},
+        "rate": {"type": ["number", "null"]},
+        "pending_timers": {"type": ["integer", "null"]},
+        "fired": {"type": "integer"},
+    },
+}
+OPERATIONS = [
+    Operation("GET", "/clock", get_clock, "Where the clock is", {200: ("The clock", CLOCK_SCHEMA)}),
+    Operation(
+        "POST",
+        "/clock/advance",
+        advance_clock,
+        "Jump the clock forward, firing every timer due on the way",
+        {200: ("The clock after the jump, and how many timers fired", CLOCK_SCHEMA)},
+        body=AdvanceBody,
+    ),
+]

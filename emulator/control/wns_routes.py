@@ -26,9 +26,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.clock import DAY, iso
-from emulator.control.common import api_error, guard, json_response, parse_body
+from emulator.control.common import api_error, json_response, parse_body
 from emulator.control.keys import CLOCK, WNS
-from emulator.serving import Handler
+from emulator.openapi import OBJECT, Operation, Query
 from emulator.wns.channels import ChannelRefused
 from emulator.wns.models import Channel
 from emulator.wns.service import WnsService
@@ -276,28 +276,164 @@ async def reset(request: web.Request) -> web.Response:
     return json_response({"reset": True})
 
 
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("GET", "/wns/apps", list_apps),
-    ("GET", "/wns/requests", list_requests),
-    ("DELETE", "/wns/requests", clear_requests),
-    ("POST", "/wns/channels", create_channel),
-    ("GET", "/wns/channels", list_channels),
-    ("GET", "/wns/channels/{id}", get_channel),
-    ("POST", "/wns/channels/{id}/renew", renew_channel),
-    ("POST", "/wns/channels/{id}/revoke", revoke_channel),
-    ("GET", "/wns/channels/{id}/pushes", channel_pushes),
-    ("PUT", "/wns/devices/{device_id}/connection", set_connection),
-    ("POST", "/wns/pfns/{pfn}/block", block_pfn),
-    ("DELETE", "/wns/pfns/{pfn}/block", block_pfn),
-    ("POST", "/wns/tokens/revoke", revoke_tokens),
-    ("POST", "/wns/faults", add_fault),
-    ("GET", "/wns/faults", list_faults),
-    ("DELETE", "/wns/faults", clear_faults),
-    ("DELETE", "/wns/faults/{id}", remove_fault),
-    ("POST", "/reset", reset),
+CHANNEL = {
+    "type": "object",
+    "required": ["id", "channel_uri", "pfn", "device_id", "expires_at", "state"],
+    "properties": {
+        "id": {"type": "string"},
+        "channel_uri": {"type": "string"},
+        "pfn": {"type": "string"},
+        "sid": {"type": "string"},
+        "device_id": {"type": "string"},
+        "issued_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "expires_ms": {"type": "integer"},
+        "state": {"enum": ["active", "superseded", "expired", "revoked", "blocked"]},
+        "superseded_by": {"type": ["string", "null"]},
+        "connection": {"type": "string"},
+        "cached": {"type": "array"},
+        "delivered": {"type": "integer"},
+    },
+}
+
+
+def _list(key: str, item: dict[str, Any] = OBJECT) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {key: {"type": "array", "items": item}},
+    }
+
+
+def _count(key: str) -> dict[str, Any]:
+    return {"type": "object", "required": [key], "properties": {key: {"type": "integer"}}}
+
+
+_ONE_CHANNEL = {200: ("The channel", CHANNEL)}
+OPERATIONS = [
+    Operation(
+        "GET", "/wns/apps", list_apps, "Configured apps (no secrets)", {200: ("", _list("apps"))}
+    ),
+    Operation(
+        "GET",
+        "/wns/requests",
+        list_requests,
+        "Recorded token and notification requests (headers redacted)",
+        {200: ("The newest `limit` requests", _list("requests"))},
+        query=(
+            Query("kind", "token or notify", {"enum": ["token", "notify"]}),
+            Query("channel_id", "only this channel's"),
+            Query("limit", "at most this many, newest last (default 1000)"),
+        ),
+        errors=(400,),
+    ),
+    Operation(
+        "DELETE",
+        "/wns/requests",
+        clear_requests,
+        "Forget the recorded requests",
+        {200: ("How many", _count("cleared"))},
+    ),
+    Operation(
+        "POST",
+        "/wns/channels",
+        create_channel,
+        "Issue a channel, as a device registering its PFN does",
+        {201: ("The new channel", CHANNEL)},
+        body=ChannelBody,
+        errors=(422,),
+    ),
+    Operation(
+        "GET",
+        "/wns/channels",
+        list_channels,
+        "Every channel",
+        {200: ("", _list("channels", CHANNEL))},
+        query=(Query("device_id", "only this device's"), Query("uri", "only this ChannelURI")),
+    ),
+    Operation("GET", "/wns/channels/{id}", get_channel, "One channel", _ONE_CHANNEL, errors=(404,)),
+    Operation(
+        "POST",
+        "/wns/channels/{id}/renew",
+        renew_channel,
+        "Renew a channel (a new URI, or the same one extended)",
+        {200: ("The renewed channel", CHANNEL)},
+        errors=(404, 422),
+    ),
+    Operation(
+        "POST",
+        "/wns/channels/{id}/revoke",
+        revoke_channel,
+        "Revoke a channel: pushes to it get 410",
+        _ONE_CHANNEL,
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/wns/channels/{id}/pushes",
+        channel_pushes,
+        "A channel's delivered and cached pushes",
+        {200: ("", {"type": "object", "required": ["channel_id", "delivered", "cached"]})},
+        errors=(404,),
+    ),
+    Operation(
+        "PUT",
+        "/wns/devices/{device_id}/connection",
+        set_connection,
+        "Drop or restore a device's WNS connection (cached pushes go on reconnect)",
+        {200: ("", {"type": "object", "required": ["device_id", "status"]})},
+        body=ConnectionBody,
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/wns/pfns/{pfn}/block",
+        block_pfn,
+        "Block a PFN (410 Domain Blocked; registration refused)",
+        {200: ("", {"type": "object", "required": ["pfn", "blocked"]})},
+    ),
+    Operation(
+        "DELETE",
+        "/wns/pfns/{pfn}/block",
+        block_pfn,
+        "Unblock a PFN",
+        {200: ("", {"type": "object", "required": ["pfn", "blocked"]})},
+    ),
+    Operation(
+        "POST",
+        "/wns/tokens/revoke",
+        revoke_tokens,
+        "Revoke issued access tokens (of one app with `sid`)",
+        {200: ("How many", _count("revoked"))},
+        body=RevokeTokensBody,
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/wns/faults",
+        add_fault,
+        "Answer the next requests with a status and/or a latency on the emulated clock",
+        {201: ("The fault", {"type": "object", "required": ["id"]})},
+        body=FaultBody,
+        errors=(404,),
+    ),
+    Operation("GET", "/wns/faults", list_faults, "Faults in force", {200: ("", _list("faults"))}),
+    Operation(
+        "DELETE", "/wns/faults", clear_faults, "Remove every fault", {200: ("", _count("cleared"))}
+    ),
+    Operation(
+        "DELETE",
+        "/wns/faults/{id}",
+        remove_fault,
+        "Remove one fault",
+        {200: ("", {"type": "object", "required": ["removed"]})},
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/reset",
+        reset,
+        "Forget tokens, channels, faults and records",
+        {200: ("", {"type": "object", "required": ["reset"]})},
+    ),
 ]
-
-
-def add_routes(app: web.Application, prefix: str) -> None:
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, prefix + path, guard(handler))

@@ -22,6 +22,7 @@ Must not: decide protocol (the endpoint and the pusher do).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
@@ -44,6 +45,7 @@ from emulator.mdm.config import WRONG_TOKEN, bearer_problem
 from emulator.mdm.enrollment import routes as enrollment_routes
 from emulator.mdm.metrics import MdmCollector, mdm_ready
 from emulator.mdm.omadm import MAX_DEVICE_ID, Refused
+from emulator.openapi import Operation, add_operations, document, serve_document
 from emulator.serving import Handler
 from emulator.syncml import CONTENT_TYPE, MAX_MESSAGE_BYTES
 from emulator.syncml.codec import EXCERPT_BYTES
@@ -67,22 +69,14 @@ def make_mdm_app(server: ReferenceServer) -> web.Application:
     app.router.add_post(OMADM_PATH, guard(omadm, _plain_crash))
     for method, path, handler in enrollment_routes(server):
         app.router.add_route(method, path, guard(handler, _plain_crash))
-    admin = [
-        ("GET", "/admin/devices", list_devices),
-        ("GET", "/admin/devices/{device_id}", get_device),
-        ("PUT", "/admin/devices/{device_id}", register_device),
-        ("POST", "/admin/devices/{device_id}/push", push_device),
-        ("POST", "/admin/devices/{device_id}/commands", queue_command),
-        ("GET", "/admin/devices/{device_id}/commands/{command_id}", get_command),
-        ("GET", "/admin/enrollment/token", enrollment_token),
-    ]
-    for method, path, handler in admin:
-        app.router.add_route(method, path, guard(_admin(handler)))
-    add_health_routes(
+    health = add_health_routes(
         app,
         ready=lambda: mdm_ready(server),
         collectors=[MdmCollector(server), ClockCollector(server.clock)],
     )
+    add_operations(app, ADMIN, lambda handler: guard(_admin(handler)))
+    doc = admin_document(ADMIN + health)
+    app.router.add_get(ADMIN_OPENAPI_PATH, guard(serve_document(doc)))
     return app
 
 
@@ -306,3 +300,87 @@ async def enrollment_token(request: web.Request) -> web.Response:
     if config.enroll_policy != "Federated" or config.enroll_token is None:
         raise api_error(404, "this server does not use Federated enrollment with --enroll-token")
     return json_response({"token": config.enroll_token})
+
+
+ADMIN_OPENAPI_PATH = "/admin/openapi.json"
+_DEVICE = {"type": "object", "required": ["device_id"]}
+_PUSH = {"type": "object", "required": ["device_id", "action"]}
+ADMIN = [
+    Operation(
+        "GET",
+        "/admin/devices",
+        list_devices,
+        "Every enrolled device, with its channel and its last push",
+        {200: ("", {"type": "object", "required": ["devices"]})},
+    ),
+    Operation(
+        "GET",
+        "/admin/devices/{device_id}",
+        get_device,
+        "One device, with its commands and pushes",
+        {200: ("The device", _DEVICE)},
+        errors=(404,),
+    ),
+    Operation(
+        "PUT",
+        "/admin/devices/{device_id}",
+        register_device,
+        "Allow a device to enroll (with --devices, only listed or registered ones may)",
+        {
+            200: ("It was allowed already", {"type": "object", "required": ["device_id"]}),
+            201: ("Now allowed", {"type": "object", "required": ["device_id"]}),
+        },
+        errors=(400,),
+    ),
+    Operation(
+        "POST",
+        "/admin/devices/{device_id}/push",
+        push_device,
+        "Push the device now; the body says what came of it, the status sums it up",
+        {
+            200: ("WNS accepted it (delivered, or dropped: offline without cache)", _PUSH),
+            202: ("It goes out later (Retry-After, back-off, or one in flight)", _PUSH),
+            409: ("The device has no usable ChannelURI", _PUSH),
+            429: ("The per-device hourly push limit", _PUSH),
+            502: ("WNS refused it, was unreachable, or the server gave up", _PUSH),
+        },
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/admin/devices/{device_id}/commands",
+        queue_command,
+        "Queue an OMA-DM command; by default push the device so it goes out now",
+        {201: ("The command, and the push", {"type": "object", "required": ["command"]})},
+        body=CommandBody,
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/admin/devices/{device_id}/commands/{command_id}",
+        get_command,
+        "One command: its state, the device's Status and Results",
+        {200: ("The command", {"type": "object", "required": ["id", "state"]})},
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/admin/enrollment/token",
+        enrollment_token,
+        "The Federated enrollment token (what a sign-in page would hand a device)",
+        {200: ("", {"type": "object", "required": ["token"]})},
+        errors=(404,),
+    ),
+]
+ADMIN = [dataclasses.replace(op, secured=True, tag="admin") for op in ADMIN]
+
+
+def admin_document(operations: list[Operation]) -> dict[str, Any]:
+    return document(
+        "dmemu reference MDM server: admin API",
+        "Operate the reference server as an MDM console (or a hooks file) does: devices, "
+        "pushes, OMA-DM commands; errors are `{error, details}`. The OMA-DM endpoint "
+        f"({OMADM_PATH}) and the MS-MDE2 enrollment services speak SyncML and SOAP, not this.",
+        operations,
+        secured_by="adminToken",
+    )

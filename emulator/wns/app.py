@@ -11,16 +11,19 @@ Must not: judge requests (the service does) or read time except through the cloc
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
 from emulator.clock import Clock
-from emulator.control import add_control_routes
+from emulator.control import add_control_routes, control_operations
 from emulator.control.common import guard, read_body
 from emulator.control.keys import HELD_HEADER
 from emulator.health import ClockCollector, add_health_routes
+from emulator.openapi import Operation, Query, document
 from emulator.serving import add_direct_route
 from emulator.wns import names
+from emulator.wns import notify as notify_types
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
 from emulator.wns.metrics import WnsCollector, wns_ready
 from emulator.wns.models import RAW_LIMIT_BYTES
@@ -41,14 +44,102 @@ def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
     # not look them up in the application.
     add_direct_route(app, "/", guard(endpoints.notify, _crash, clock))
     add_direct_route(app, "/accesstoken.srf", guard(endpoints.token, _crash, clock))
-    add_control_routes(app, clock, wns=service)
-    add_health_routes(
+    health = add_health_routes(
         app,
         ready=lambda: wns_ready(service),
         collectors=[WnsCollector(service, clock), ClockCollector(clock)],
         served=[lambda: service.served],
     )
+    operations = protocol_operations(endpoints) + health + control_operations(wns=True)
+    add_control_routes(app, clock, wns=service, document=wns_document(operations))
     return app
+
+
+def wns_document(operations: list[Operation]) -> dict[str, Any]:
+    return document(
+        "dmemu fake WNS",
+        "The Windows Push Notification Services as an MDM server sees them (the token "
+        "endpoint and ChannelURIs [WNSHDR]), and the `/_emulator` control API that steers "
+        "them and the clock. Control API errors are `{error, details}`; the token endpoint's "
+        "are OAuth 2.0 errors; a refused push has no body, its reason is in "
+        "`X-WNS-Error-Description`.",
+        operations,
+    )
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def protocol_operations(endpoints: _Endpoints) -> list[Operation]:
+    refused = {
+        status: (text, None)
+        for status, text in (
+            (400, "A malformed, conflicting or repeated header, or an empty payload"),
+            (401, "The access token is missing, invalid, expired or revoked"),
+            (403, "The token belongs to another app"),
+            (404, "No such ChannelURI"),
+            (405, "Not POST"),
+            (406, "The channel's push rate is exceeded (Retry-After)"),
+            (410, "The channel expired or was revoked, or its PFN is blocked"),
+            (413, "The payload is over 5000 bytes"),
+        )
+    }
+    token = {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"const": "bearer"},
+            "expires_in": {"type": "integer"},
+        },
+    }
+    oauth_error = {"$ref": "#/components/schemas/OAuthError"}
+    return [
+        Operation(
+            "POST",
+            "/accesstoken.srf",
+            endpoints.token,
+            "OAuth 2.0 client credentials: an access token for an app [WNSHDR 2.1]",
+            {200: ("The token", token), 400: ("Any wrong field", oauth_error)},
+            content={
+                "application/x-www-form-urlencoded": {
+                    "type": "object",
+                    "required": ["grant_type", "client_id", "client_secret", "scope"],
+                    "properties": {
+                        "grant_type": {"const": "client_credentials"},
+                        "client_id": {"type": "string", "description": "ms-app://<Package SID>"},
+                        "client_secret": {"type": "string"},
+                        "scope": {"const": "notify.windows.com"},
+                    },
+                }
+            },
+            tag="WNS",
+        ),
+        Operation(
+            "POST",
+            "/",
+            endpoints.notify,
+            "A push to a ChannelURI (`/?token=...`) [WNSHDR 2.3]",
+            {200: ("Accepted: X-WNS-Status received, cached or dropped", None), **refused},
+            content={"application/octet-stream": {"type": "string", "format": "binary"}},
+            query=(Query("token", "the channel's token, as the ChannelURI gives it"),),
+            headers=(
+                Query("Authorization", "Bearer <access token>"),
+                Query("X-WNS-Type", "the notification type", _enum(*notify_types.TYPES)),
+                Query(
+                    "X-WNS-Cache-Policy",
+                    "keep it for an offline device",
+                    _enum("cache", "no-cache"),
+                ),
+                Query(
+                    "X-WNS-TTL", "seconds it may wait", {"type": "string", "pattern": "^[0-9]+$"}
+                ),
+                Query("X-WNS-RequestForStatus", "answer the connection", _enum("true", "false")),
+            ),
+            tag="WNS",
+        ),
+    ]
 
 
 def _crash() -> web.Response:
