@@ -20,16 +20,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/dmemu run scenarios/quickstart.yaml --out reports/quickstart
 
+# Debian packages the tests need, installed when missing (CI runs as root on a fresh machine):
+# libfaketime binds a server started with --server-cmd to dmemu's clock; Chromium opens the
+# HTML reports (tests/test_report.py).
 system-packages:
-ifeq ($(LIBFAKETIME),)
-	@if [ "$$(id -u)" = 0 ]; then \
-		echo "installing libfaketime (Debian package faketime) for the --server-cmd tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; \
-	else \
-		echo "the --server-cmd tests need libfaketime: sudo apt-get install faketime" >&2; \
-		exit 1; \
+	@missing=""; \
+	[ -n "$(LIBFAKETIME)" ] || missing="$$missing faketime"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "the tests need Debian packages:$$missing (sudo apt-get install$$missing)" >&2; \
+			exit 1; \
+		fi; \
 	fi
-endif
 
 test: $(STAMP) system-packages
 	$(BIN)/ruff check emulator tests bench docs/examples

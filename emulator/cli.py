@@ -337,6 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("scenarios", type=Path, nargs="+", help="scenario files (YAML)")
     validate.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
 
+    report = sub.add_parser(
+        "report",
+        help="(re)build DIR/report.html from a run's or a conformance run's files",
+        description="Build report.html, one self-contained page (charts, per-device lanes, "
+        "verdicts and evidence; nothing fetched at view time), from events.jsonl and "
+        "summary.json, or from conformance.json. `dmemu run --out` and `dmemu conformance "
+        "--out` write it already.",
+    )
+    report.add_argument("dir", type=Path, help="the --out directory of a run or conformance run")
+    report.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
+
     demo = sub.add_parser(
         "demo",
         help="a guided month of channel life against a loopback fake WNS",
@@ -488,6 +499,15 @@ def main(argv: list[str] | None = None) -> int:
             from emulator.mdm.serve import mdm_config, serve_mdm
 
             return asyncio.run(serve_mdm(args, _mdm_clock(args), mdm_config(args)))
+        if args.command == "report":
+            from emulator.reports.html import ReportError, write_report
+
+            try:
+                print(f"wrote {write_report(args.dir)}")
+            except ReportError as exc:
+                print(f"dmemu: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            return 0
         if args.command == "demo":
             from emulator.demo import run_demo
 

@@ -90,6 +90,9 @@ def test_make_demo_runs_the_quickstart() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PASSED" in done.stdout
     assert (ROOT / "reports" / "quickstart" / "summary.json").exists()
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("report: reports/quickstart/report.html"), last
+    assert (ROOT / "reports" / "quickstart" / "report.html").exists()
 
 
 def test_readme_links_resolve_and_reach_the_docs() -> None:

@@ -50,6 +50,7 @@ async def conformance(args: argparse.Namespace) -> int:
     if args.out is not None:
         paths = write_report(args.out, report)
         print("wrote " + ", ".join(str(p) for p in paths))
+        print(f"report: {paths[-1]} (open it in a browser)")
     if not report.result.complete:  # Ctrl-C or SIGTERM: verdicts on what it saw, kept
         print("dmemu: interrupted; the verdicts rest on a partial run", file=err)
         return EXIT_INTERRUPTED

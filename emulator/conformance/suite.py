@@ -20,6 +20,7 @@ import structlog
 from emulator.clock import wall_seconds
 from emulator.conformance.evidence import Evidence
 from emulator.conformance.registry import Check, Verdict, ordered
+from emulator.reports.html import write_conformance_report
 from emulator.reports.write import Case, junit_xml
 from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario.loader import load_scenario
@@ -209,4 +210,4 @@ def write_report(out: Path, report: Report) -> list[Path]:
     paths = [out / "conformance.json", out / "junit.xml"]
     paths[0].write_text(json.dumps(report.as_json(), sort_keys=True, indent=1) + "\n")
     paths[1].write_text(junit(report))
-    return paths
+    return [*paths, write_conformance_report(out)]

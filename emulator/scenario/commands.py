@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from emulator.clock import DAY
 from emulator.device.driver import parse_auth
 from emulator.hooks import load_hooks
+from emulator.reports.html import write_run_report
 from emulator.reports.summary import Tally, build_summary
 from emulator.reports.text import plural, render
 from emulator.reports.write import event_line, write_summary
@@ -188,7 +189,10 @@ async def _streamed(
         else:
             result = await run_scenario(scenario, replace(options, sink=sink))
     summary = build_summary(result, judges.verdicts(result.end_ms), tally)
-    paths = [args.out / "events.jsonl", *write_summary(args.out, summary)] if args.out else []
+    paths = []
+    if args.out is not None:
+        paths = [args.out / "events.jsonl", *write_summary(args.out, summary)]
+        paths.append(write_run_report(args.out))  # reads the log back, as a stream
     return result, summary, paths
 
 
@@ -301,6 +305,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(render(summary), file=out)
     if paths:
         print("wrote " + ", ".join(str(p) for p in paths), file=out)
+        print(f"report: {paths[-1]} (open it in a browser)", file=out)
     if result.server_killed:  # its results stand, but the command must be fixed
         print(
             "dmemu: error: the --server-cmd server ignored SIGTERM and had to be killed; "
