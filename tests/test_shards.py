@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,8 @@ def test_merge_orders_by_time_device_and_folds_the_timeline() -> None:
     assert {shard_of(f"d-{i}", 4) for i in range(100)} == {0, 1, 2, 3}
 
 
-def _workers_of(pid: int) -> list[int]:
-    found = []
+def _processes() -> Iterator[tuple[int, int, bytes, bool]]:
+    """Every process now: pid, parent pid, command line, and whether it is a zombie."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -88,9 +89,15 @@ def _workers_of(pid: int) -> list[int]:
         except OSError:
             continue
         ppid = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("PPid:"))
-        if ppid == pid and b"emulator.shards.worker" in cmdline:
-            found.append(int(entry.name))
-    return found
+        yield int(entry.name), ppid, cmdline, "State:\tZ" in status
+
+
+def _workers_of(pid: int) -> list[int]:
+    return [
+        child
+        for child, ppid, cmdline, _ in _processes()
+        if ppid == pid and b"emulator.shards.worker" in cmdline
+    ]
 
 
 def _any_worker_alive(pids: list[int]) -> bool:
@@ -251,18 +258,11 @@ def test_a_run_on_local_ray_tells_the_same_story(tmp_path: Path) -> None:
 
 
 def _ray_processes() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "status").read_text()
-        except OSError:
-            continue
-        if (b"raylet" in cmdline or b"gcs_server" in cmdline) and "State:\tZ" not in state:
-            found.append(cmdline.decode(errors="replace")[:80])
-    return found
+    return [
+        cmdline.decode(errors="replace")[:80]
+        for _, _, cmdline, zombie in _processes()
+        if (b"raylet" in cmdline or b"gcs_server" in cmdline) and not zombie
+    ]
 
 
 def test_how_many_shards_a_run_gets(

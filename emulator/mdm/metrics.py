@@ -33,32 +33,47 @@ class MdmCollector(Collector):
             "Sessions open now (a reply sent, the device's next message awaited)",
             value=len(self.server.endpoint.sessions),
         )
-        commands = GaugeMetricFamily(
+        yield _by(
+            db,
+            GaugeMetricFamily,
             "dmemu_mdm_commands",
+            "commands",
+            "state",
             "Admin commands, by state (queued: not yet sent)",
-            labels=["state"],
         )
-        for state, count in db.execute("SELECT state, COUNT(*) FROM commands GROUP BY state"):
-            commands.add_metric([state], count)
-        yield commands
-        pushes = CounterMetricFamily(
+        yield _by(
+            db,
+            CounterMetricFamily,
             "dmemu_mdm_pushes",
-            "Pushes the server sent or skipped, by what came of them (delivered, dropped, "
-            "retry, stop, gave_up, no_channel ...)",
-            labels=["action"],
+            "pushes",
+            "action",
+            "Pushes the server sent or skipped, by what came of them (delivered, "
+            "dropped, retry, stop, gave_up, no_channel ...)",
         )
-        for action, count in db.execute("SELECT action, COUNT(*) FROM pushes GROUP BY action"):
-            pushes.add_metric([action], count)
-        yield pushes
-        devices = GaugeMetricFamily(
+        yield _by(
+            db,
+            GaugeMetricFamily,
             "dmemu_mdm_devices",
+            "devices",
+            "channel_state",
             "Devices the server knows, by channel state",
-            labels=["channel_state"],
         )
-        query = "SELECT channel_state, COUNT(*) FROM devices GROUP BY channel_state"
-        for state, count in db.execute(query):
-            devices.add_metric([state], count)
-        yield devices
+
+
+def _by(
+    db: sqlite3.Connection,
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+    name: str,
+    table: str,
+    column: str,
+    documentation: str,
+) -> Metric:
+    """A family with one sample per value of ``table.column``: how many rows have it."""
+    family = kind(name, documentation, labels=[column])
+    query = f"SELECT {column}, COUNT(*) FROM {table} GROUP BY {column}"  # noqa: S608 - ours
+    for value, count in db.execute(query):
+        family.add_metric([str(value)], count)
+    return family
 
 
 def mdm_ready(server: ReferenceServer) -> str | None:
