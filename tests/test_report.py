@@ -167,3 +167,39 @@ def test_dmemu_report_rebuilds_the_page_and_refuses_what_is_not_a_run(
     lines = len((out / "events.jsonl").read_text().splitlines())
     assert main(["report", str(out)]) == 2
     assert f"events.jsonl:{lines}: not an event of dmemu's log" in capsys.readouterr().err
+
+
+def test_conformance_evidence_comes_with_the_device_events_around_it(tmp_path: Path) -> None:
+    """A check's evidence (a request with its headers redacted, a SyncML excerpt) is shown
+    with the events of the device it names within 10 minutes of it, from the events.jsonl
+    `dmemu conformance --out` writes beside conformance.json."""
+    from emulator.clock import iso
+    from emulator.reports.html import write_conformance_report
+    from emulator.reports.write import event_line
+
+    at = 1_767_225_600_000
+    evidence = {
+        "t": iso(at),
+        "device": "dev-1",
+        "request": "POST /?token=x",
+        "headers": {"Authorization": "Bearer ***"},
+        "message": "<SyncML>\n<SyncHdr/>\n</SyncML>",
+        "rule": "push after 410",
+    }
+    check = {"id": "B2", "level": "MUST", "verdict": "failed", "title": "no push after 410"}
+    check |= {"reason": "1 push after 410", "sources": ["WNSHDR"], "evidence": [evidence]}
+    (tmp_path / "conformance.json").write_text(
+        json.dumps({"server": "http://x", "passed": False, "checks": [check]})
+    )
+    events = [
+        {"t_ms": at - 60_000, "event": "device.channel_expired", "device_id": "dev-1"},
+        {"t_ms": at + 5 * 60_000, "event": "session.start", "device_id": "dev-1"},
+        {"t_ms": at + 60 * 60_000, "event": "session.start", "device_id": "dev-1"},  # too far
+        {"t_ms": at, "event": "session.start", "device_id": "dev-2"},  # another device
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(map(event_line, events)))
+    page = write_conformance_report(tmp_path).read_text()
+    assert "the device's events around it (2)" in page
+    assert "device.channel_expired" in page
+    assert "Bearer ***" in page
+    assert "<pre>&lt;SyncML&gt;" in page

@@ -21,7 +21,7 @@ from emulator.clock import wall_seconds
 from emulator.conformance.evidence import Evidence
 from emulator.conformance.registry import Check, Verdict, ordered
 from emulator.reports.html import write_conformance_report
-from emulator.reports.write import Case, junit_xml
+from emulator.reports.write import Case, event_line, junit_xml
 from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario.loader import load_scenario
 
@@ -207,7 +207,9 @@ def junit(report: Report) -> str:
 
 def write_report(out: Path, report: Report) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "conformance.json", out / "junit.xml"]
+    paths = [out / "conformance.json", out / "junit.xml", out / "events.jsonl"]
     paths[0].write_text(json.dumps(report.as_json(), sort_keys=True, indent=1) + "\n")
     paths[1].write_text(junit(report))
+    with paths[2].open("w", encoding="utf-8") as log:  # the evidence's context, for the page
+        log.writelines(map(event_line, report.result.events))
     return [*paths, write_conformance_report(out)]

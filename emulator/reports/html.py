@@ -190,13 +190,69 @@ def _expectation(x: dict[str, Any]) -> str:
 
 
 # -- a conformance run ------------------------------------------------------------------------
+#: the device events shown around a piece of conformance evidence
+AROUND_MS, AROUND_MAX = 10 * 60_000, 12
+
+
+def _context(out: Path, checks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The run's events (``events.jsonl``, when written) of the devices the evidence names."""
+    devices = {
+        item.get("device")
+        for c in checks
+        for item in c.get("evidence") or []
+        if isinstance(item, dict) and item.get("device")
+    }
+    log = out / "events.jsonl"
+    found: dict[str, list[dict[str, Any]]] = {d: [] for d in devices if isinstance(d, str)}
+    if not found or not log.is_file():
+        return found
+    with log.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("device_id") in found:
+                found[event["device_id"]].append(event)
+    return found
+
+
+def _around(item: Any, context: dict[str, list[dict[str, Any]]]) -> str:
+    """The device's events within 10 minutes of a piece of evidence, as a folded table."""
+    if not isinstance(item, dict) or item.get("device") not in context or "t" not in item:
+        return ""
+    try:
+        at = parse_iso(str(item["t"]))
+    except ValueError:
+        return ""
+    near = [ev for ev in context[item["device"]] if abs(ev["t_ms"] - at) <= AROUND_MS]
+    if not near:
+        return ""
+    near = sorted(near, key=lambda ev: abs(ev["t_ms"] - at))[:AROUND_MAX]
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(str(ev.get('t', '')))}</td><td>{e(ev['event'])}</td><td>"
+        + e(", ".join(f"{k}={v}" for k, v in sorted(ev.items()) if k not in _PLAIN))
+        + "</td></tr>"
+        for ev in sorted(near, key=lambda ev: ev["t_ms"])
+    )
+    return (
+        f"<details><summary>the device's events around it ({len(near)})</summary>"
+        f'<table class="evidence">{rows}</table></details>'
+    )
+
+
+_PLAIN = frozenset({"t", "t_ms", "event", "device_id"})
+
+
 def write_conformance_report(out: Path) -> Path:
     data = _read_json(out / "conformance.json")
+    context = _context(out, data.get("checks", []))
     e = html.escape
     counts = data.get("counts", {})
     shown = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     passed = data.get("passed")
-    rows = "".join(_check(c) for c in data.get("checks", []))
+    rows = "".join(_check(c, context) for c in data.get("checks", []))
     notes = "".join(f"<li>{e(n)}</li>" for n in data.get("notes", []))
     body = f"""
 <header class="{"pass" if passed else "fail"}">
@@ -216,10 +272,10 @@ def write_conformance_report(out: Path) -> Path:
     return path
 
 
-def _check(c: dict[str, Any]) -> str:
+def _check(c: dict[str, Any], context: dict[str, list[dict[str, Any]]]) -> str:
     e = html.escape
     verdict = str(c.get("verdict", ""))
-    details = _evidence_list(c.get("evidence") or [])
+    details = _evidence_list(c.get("evidence") or [], context)
     sources = ", ".join(e(s) for s in c.get("sources", []))
     return (
         f'<tr class="{e(verdict)}" data-id="{e(str(c.get("id", "")))}">'
@@ -231,10 +287,12 @@ def _check(c: dict[str, Any]) -> str:
     )
 
 
-def _evidence_list(evidence: list[Any]) -> str:
+def _evidence_list(
+    evidence: list[Any], context: dict[str, list[dict[str, Any]]] | None = None
+) -> str:
     if not evidence:
         return ""
-    items = "".join(_evidence(v) for v in evidence)
+    items = "".join(_evidence(v) + _around(v, context or {}) for v in evidence)
     return f"<details><summary>evidence ({len(evidence)})</summary>{items}</details>"
 
 
