@@ -280,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("scenario", type=Path, help="scenario file (YAML)")
     _add_world_args(run)
-    run.add_argument("--out", type=Path, help="write events.jsonl, summary.json, junit.xml here")
+    run.add_argument(
+        "--out", type=Path, help="write events.jsonl, summary.json, junit.xml, report.html here"
+    )
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument(
         "--resolution",
@@ -328,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world_args(conf)
     conf.add_argument("--only", help="check ids or names, comma-separated (e.g. A3,C5)")
     conf.add_argument("--strict", action="store_true", help="SHOULD checks fail the run too")
-    conf.add_argument("--out", type=Path, help="write conformance.json and junit.xml here")
+    conf.add_argument(
+        "--out", type=Path, help="write conformance.json, junit.xml, events.jsonl, report.html here"
+    )
     conf.add_argument(
         "--push-limit", type=int, default=12, help="D4: pushes per device per hour (default 12)"
     )
