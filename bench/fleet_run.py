@@ -76,7 +76,7 @@ def baselines(seconds: float) -> tuple[float, float]:
 
 
 def fleet_run(
-    scenario: Path, work: Path, latency: str = "0", resolution: str = "0"
+    scenario: Path, work: Path, latency: str = "0", resolution: str = "0", workers: int = 1
 ) -> dict[str, Any]:
     wns_port = free_port()
     mdm_port = free_port()
@@ -95,6 +95,8 @@ def fleet_run(
             "warning",
             "--latency",
             latency,
+            "--trusted-host",  # every shard's fake WNS, on ports from wns_port up
+            "127.0.0.1",
         ],
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
@@ -121,6 +123,8 @@ def fleet_run(
             "--quiet",
             "--resolution",
             resolution,
+            "--workers",
+            str(workers),
             "--out",
             str(out),
         ],
@@ -163,12 +167,15 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=5.0)
     parser.add_argument("--latency", default="0", help="dmemu mdm --latency, e.g. 20ms")
     parser.add_argument("--resolution", default="0", help="dmemu run --resolution, e.g. 1m")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="dmemu run --workers (shards in lockstep)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         scenario = shortened(args.scenario, args.days, work)
         bare, sequential = baselines(args.baseline_seconds)
-        result = fleet_run(scenario, work, args.latency, args.resolution)
+        result = fleet_run(scenario, work, args.latency, args.resolution, args.workers)
     per_s = result["sessions"] / result["wall_s"]
     print(
         f"scenario:          {args.scenario.name}"
