@@ -34,6 +34,7 @@
   const config = { displaylogo: false, responsive: true };
   const STATE_COLORS = ["#2da44e", "#d4a72c", "#cf222e", "#afb8c1"];
   const STATES = ["valid", "unreachable", "expired", "none"];
+  const OFF = { "battery-saver": "#d4a72c", "data-sense": "#0969da" };  // else dark
 
   // channels by group: the share of its devices in each state
   const grid = document.getElementById("chart-states");
@@ -81,7 +82,7 @@
   const offlineX = F.states.map(function (s) { return when(s.minute); });
   const offlineTraces = Object.keys(reasons).sort().map(function (reason) {
     return { x: offlineX, y: F.offline.map(function (s) { return s[reason] || 0; }), name: reason,
-      mode: "lines", line: { shape: "hv" } };
+      mode: "lines", line: { shape: "hv", color: OFF[reason] || "#24292f" } };
   });
   if (offlineTraces.length === 0) {
     offlineTraces.push({ x: offlineX, y: offlineX.map(function () { return 0; }), name: "none",
@@ -101,7 +102,6 @@
   const X = function (minute) { return (minute / span) * W; };
   const CHANNEL = { valid: "#2da44e", renewed: "#8c959f", expired: "#cf222e", revoked: "#8250df",
     open: "#2da44e" };
-  const OFF = { "battery-saver": "#d4a72c", "data-sense": "#0969da" };
   const TRIGGER = { push: "#0969da", poll: "#8c959f", enrollment: "#1a7f37", renewal: "#bf8700",
     registration: "#8250df", retry: "#cf222e" };
   const svgNS = "http://www.w3.org/2000/svg";
