@@ -609,6 +609,10 @@ class ScenarioRun:
         channel_owner = {c.id: c.device_id for c in world.wns.service.registry.by_id.values()}
         if world.order is not None:
             world.order.flush()
+            # the log ends here: a timer of a real-time clock that fires while the world is
+            # torn down must not write into a sink its owner is about to close
+            world.events.sink = None
+            world.wns.service.on_record = None
             events: list[dict[str, Any]] = []
         else:
             events = ordered_events(world, channel_owner)
