@@ -3,8 +3,9 @@
 Owns: assembling the clock (virtual, or real time at ``--rate``), the fake WNS on loopback,
 the server (the in-process reference server by default; ``--server URL`` with a hooks file
 for an external one), the fleet with the aiohttp driver, enrollments spread over each group's
-``enroll_over``, the timeline, the progress bar, and the run's merged, ordered event log
-(device events plus every request WNS served).
+``enroll_over``, the timeline, the run in steps (:class:`ScenarioRun`: start, advance to
+an instant, finish; the progress display is ``emulator/progress.py``), and the run's merged,
+ordered event log (device events plus every request WNS served).
 Must not: judge (``scenario/expect.py``) or format reports (``emulator/reports/``).
 
 Time skips only when the world is quiet: no exchange of ours in flight, no request being
@@ -26,11 +27,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
-from tqdm import tqdm
 
 from emulator.clock import (
     DAY,
-    HOUR,
     Clock,
     IdleWindow,
     RealTimeClock,
@@ -54,6 +53,7 @@ from emulator.mdm.app import OMADM_PATH
 from emulator.mdm.config import MdmConfig
 from emulator.mdm.inprocess import InProcessTransport
 from emulator.mdm.server import ReferenceServer, RunningMdm, start_mdm
+from emulator.progress import Progress
 from emulator.scenario.actions import Timeline
 from emulator.scenario.model import EnrollSpec, Scenario
 from emulator.serving import settled_heap
@@ -429,72 +429,6 @@ def ordered_events(world: World, channel_owner: dict[str, str]) -> list[dict[str
         merged.append(wns_event(record, channel_owner.get(record.channel_id or "")))
     merged.sort(key=order_key)
     return merged
-
-
-def shown_figures(figures: dict[str, int]) -> str:
-    """``{"devices": 3, "sessions": 9}`` as a progress line shows it: "3 devices, 9 sessions"."""
-    return ", ".join(f"{v} {k}" for k, v in figures.items())
-
-
-class Progress:
-    """How a long run shows it is alive: on a terminal a bar (virtual day, devices, sessions,
-    pushes); off one a line on the stream every ``every_s`` wall seconds; or nothing."""
-
-    def __init__(self, world: World, mode: str | None, stream: TextIO, every_s: float) -> None:
-        self.world = world
-        self.mode = mode  # "bar" | "lines" | None
-        self.stream = stream
-        self.every_s = every_s
-        self.days = max(1, world.scenario.duration_ms // DAY)
-        self.bar = tqdm(
-            total=self.days,
-            unit="day",
-            file=stream,
-            disable=mode != "bar",
-            dynamic_ncols=True,
-        )
-        self.start = world.clock.now()
-        self.shown = 0
-        self.last_line = wall_seconds()
-        self.closed = False
-
-    def figures(self) -> dict[str, int]:
-        """The summary's own figures: devices, sessions started, pushes sent."""
-        w = self.world
-        return {
-            "devices": len(w.fleet.devices),
-            "sessions": w.fleet.events.counts.get("session.start", 0),
-            "pushes": w.wns.service.notifications_served,
-        }
-
-    def tick(self) -> None:
-        w = self.world
-        day = self.day()
-        if self.mode == "bar":
-            if day > self.shown:
-                self.bar.update(day - self.shown)
-                self.shown = day
-            self.bar.set_postfix(ordered_dict=dict(self.figures()), refresh=False)
-        elif wall_seconds() - self.last_line >= self.every_s:
-            self.line(f"day {day}/{self.days}")
-        if w.clock.now() < self.start + w.scenario.duration_ms:
-            w.clock.call_later(HOUR, self.tick)
-
-    def day(self) -> int:
-        return (self.world.clock.now() - self.start) // DAY
-
-    def line(self, where: str) -> None:
-        self.last_line = wall_seconds()
-        print(f"dmemu: {where}: {shown_figures(self.figures())}", file=self.stream, flush=True)
-
-    def close(self, complete: bool) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.bar.close()
-        if self.mode == "lines":
-            day = (self.world.clock.now() - self.start) / DAY
-            self.line(f"{'done' if complete else 'stopped'} at day {day:.1f}/{self.days}")
 
 
 class ScenarioRun:

@@ -30,7 +30,8 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from emulator.clock import SECOND, wall_seconds, wall_sleep
-from emulator.runner import RunOptions, RunResult, shown_figures
+from emulator.progress import shown_figures
+from emulator.runner import RunOptions, RunResult
 from emulator.scenario.model import Scenario
 from emulator.shards.hosts import ProcessHost, ShardDied, ShardFailed, ShardHost
 from emulator.shards.runtime import job_for
