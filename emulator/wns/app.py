@@ -25,7 +25,7 @@ from emulator.serving import add_direct_route
 from emulator.wns import names
 from emulator.wns import notify as notify_types
 from emulator.wns.errors import NotifyError, OAuthError, PayloadTooLarge
-from emulator.wns.metrics import WnsCollector, wns_ready
+from emulator.wns.metrics import WnsCollector, request_counts, wns_ready
 from emulator.wns.models import RAW_LIMIT_BYTES
 from emulator.wns.service import Exchange, WnsService
 from emulator.wns.tokens import MAX_FORM_BYTES
@@ -48,7 +48,7 @@ def make_wns_app(service: WnsService, clock: Clock) -> web.Application:
         app,
         ready=lambda: wns_ready(service),
         collectors=[WnsCollector(service, clock), ClockCollector(clock)],
-        served=[lambda: service.served],
+        served=[lambda: request_counts(service)],
     )
     operations = protocol_operations(endpoints) + health + control_operations(wns=True)
     add_control_routes(app, clock, wns=service, document=wns_document(operations))

@@ -17,6 +17,17 @@ from emulator.clock import Clock
 from emulator.wns.channels import LIVE_STATES
 from emulator.wns.service import WnsService
 
+ROUTES = {"token": "/accesstoken.srf", "notify": "/"}  # the protocol endpoints, by kind
+
+
+def request_counts(service: WnsService) -> Counter[tuple[str, str, int]]:
+    """The protocol endpoints' requests by (route, method, status), for
+    ``dmemu_http_requests_total`` (they are served ahead of the router's middleware)."""
+    counts: Counter[tuple[str, str, int]] = Counter()
+    for (kind, method, status, _), count in service.served.items():
+        counts[(ROUTES[kind], method, status)] += count
+    return counts
+
 
 class WnsCollector(Collector):
     def __init__(self, service: WnsService, clock: Clock) -> None:
@@ -31,14 +42,16 @@ class WnsCollector(Collector):
             "dropped, channelthrottled, error ...)",
             labels=["status", "outcome"],
         )
-        for (status, outcome), count in sorted(service.push_outcomes.items()):
-            pushes.add_metric([str(status), outcome or "none"], count)
+        outcomes: Counter[tuple[int, str]] = Counter()
+        issued = 0
+        for (kind, _, status, outcome), count in service.served.items():
+            if kind == "notify":
+                outcomes[(status, outcome or "none")] += count
+            elif status == 200:
+                issued += count
+        for (status, outcome), count in sorted(outcomes.items()):
+            pushes.add_metric([str(status), outcome], count)
         yield pushes
-        issued = sum(
-            n
-            for (route, _, status), n in service.served.items()
-            if route == "/accesstoken.srf" and status == 200
-        )
         yield CounterMetricFamily(
             "dmemu_wns_tokens_issued", "Access tokens issued [WNSHDR 2.1]", value=issued
         )

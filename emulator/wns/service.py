@@ -112,11 +112,11 @@ class WnsService:
     def __init__(self, config: WnsConfig, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        #: (route, method, status) -> requests served, since start (a reset keeps it: what
-        #: /metrics counts only grows)
-        self.served: Counter[tuple[str, str, int]] = Counter()
-        #: (status, outcome) -> notifications served, since start
-        self.push_outcomes: Counter[tuple[int, str]] = Counter()
+        #: (kind, method, status, outcome) -> requests served since start, one increment per
+        #: request on the hot path; /metrics derives its families from it (a reset keeps it:
+        #: what /metrics counts only grows). An error outcome is kept as "error" alone, so
+        #: what a sender writes into a header cannot grow it.
+        self.served: Counter[tuple[str, str, int, str]] = Counter()
         self.log = get_logger("wns", clock)
         self.apps = {app.sid: app for app in config.apps}
         self.subscribers: dict[str, Subscriber] = {}
@@ -382,10 +382,7 @@ class WnsService:
         self._seq += 1
         if kind == "token":
             self.tokens_served += 1
-            self.served[("/accesstoken.srf", request.method, status)] += 1
-        else:
-            self.served[("/", request.method, status)] += 1
-            self.push_outcomes[(status, ex.outcome.partition(":")[0])] += 1
+        self.served[(kind, request.method, status, ex.outcome.partition(":")[0])] += 1
         channel = ex.channel
         record: RequestRecord = new_record(
             (
