@@ -11,7 +11,7 @@ Must not: serve HTTP itself (the API that owns the routes adds ``openapi.json`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +181,9 @@ def _version() -> str:
         return "0"
 
 
-def add_operations(app: web.Application, operations: list[Operation], wrap: Any) -> None:
+def add_operations(
+    app: web.Application, operations: list[Operation], wrap: Callable[[Handler], Handler]
+) -> None:
     """Each operation's route on ``app``, its handler passed through ``wrap``."""
     for op in operations:
         app.router.add_route(op.method, op.path, wrap(op.handler))

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from operator import methodcaller
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from emulator.clock import SECOND, wall_seconds, wall_sleep
@@ -36,6 +36,9 @@ from emulator.scenario.model import Scenario
 from emulator.shards.hosts import ProcessHost, ShardDied, ShardFailed, ShardHost
 from emulator.shards.runtime import job_for
 from emulator.shards.split import merge, read_events, shard_of
+
+if TYPE_CHECKING:
+    from emulator.shards.ray_host import RayHost
 
 MIN_LOCKSTEP_MS = SECOND  # the narrowest lockstep window against an external server
 
@@ -80,13 +83,14 @@ async def run_sharded(
             ray_cluster = RayCluster(cluster, workers)
             up.callback(ray_cluster.shutdown)
             workers = workers or ray_cluster.cpus()
-            hosts = list(ray_cluster.hosts(_jobs(scenario, options, workers, log_level)))
+            actors = ray_cluster.hosts(_jobs(scenario, options, workers, log_level))
+            hosts = list(actors)
+            if options.progress is not False:  # actors have no stderr of ours to relay
+                reporter = asyncio.create_task(_report(actors, options.progress_every_s, err))
+                up.callback(reporter.cancel)
         complete = True
         metas: list[dict[str, Any]] = []
         logs: list[Path] = []
-        if options.progress is not False:
-            reporter = asyncio.create_task(_report(hosts, options.progress_every_s, err))
-            up.callback(reporter.cancel)
         try:
             try:
                 starts = await _all(hosts, methodcaller("start"))
@@ -132,9 +136,9 @@ async def _all(hosts: list[ShardHost], call: Callable[[ShardHost], Any]) -> list
     return [t.result() for t in tasks]
 
 
-async def _report(hosts: list[ShardHost], every_s: float, err: TextIO) -> None:
-    """A line per shard every ``every_s`` wall seconds, for shards that do not say it on a
-    stream of their own (Ray actors)."""
+async def _report(hosts: list[RayHost], every_s: float, err: TextIO) -> None:
+    """A line per Ray actor every ``every_s`` wall seconds (a local worker's own lines come
+    on its stderr, relayed as they come)."""
     count = len(hosts)
     while True:
         await wall_sleep(every_s)

@@ -45,10 +45,6 @@ class ShardHost(Protocol):
 
     async def finish(self) -> dict[str, Any]: ...
 
-    async def figures(self) -> dict[str, int] | None:
-        """Where the shard is, for progress lines; None when it says so itself."""
-        ...
-
     async def events(self, into: Path) -> Path:
         """The shard's ``events.jsonl`` on this machine (fetched into ``into`` if need be)."""
         ...
@@ -99,9 +95,6 @@ class ProcessHost:
 
     async def finish(self) -> dict[str, Any]:
         return await self._call({"op": "finish"})
-
-    async def figures(self) -> dict[str, int] | None:
-        return None  # its progress lines come on its stderr, relayed as they come
 
     async def events(self, into: Path) -> Path:
         return self.dir / EVENTS

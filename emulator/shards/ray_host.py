@@ -94,7 +94,8 @@ class RayHost:
         answer: dict[str, Any] = await self._call(self.actor.finish.remote())
         return answer
 
-    async def figures(self) -> dict[str, int] | None:
+    async def figures(self) -> dict[str, int]:
+        """Where the shard is, for progress lines (a local worker says it on its stderr)."""
         answer: dict[str, int] = await self._call(self.actor.figures.remote())
         return answer
 
