@@ -12,6 +12,7 @@ Must not: render anything (``html.py`` does) or judge.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,7 @@ class RunFigures:
         self.samples: list[tuple[int, dict[str, dict[str, int]]]] = []
         self.next_sample = self.start
         self.channel_until: dict[str, int] = {}
+        self.expiring: list[tuple[int, str]] = []  # (until, device): a heap, stale ones skipped
         self.connected: dict[str, bool] = {}
         self.reasons: Counter[str] = Counter()  # devices disconnected now, by reason
         self.reason_of: dict[str, str] = {}
@@ -97,6 +99,7 @@ class RunFigures:
             self._close_channel(lane, minute, "renewed")
             lane.open_channel = [minute, 0, self._id("valid")]
             self.channel_until[device] = e.get("expires_ms") or t
+            heapq.heappush(self.expiring, (self.channel_until[device], device))
             self._set(device, t)
         elif name in ("device.channel_expired", "device.pfn_cleared"):
             self._close_channel(lane, minute, "expired" if "expired" in name else "revoked")
@@ -169,8 +172,10 @@ class RunFigures:
 
     def _sample(self) -> None:
         at = self.next_sample
-        for device, until in list(self.channel_until.items()):  # expiries without an event
-            if self.state.get(device) in ("valid", "unreachable") and at >= until:
+        while self.expiring and self.expiring[0][0] <= at:  # expiries without an event
+            until, device = heapq.heappop(self.expiring)
+            current = self.channel_until.get(device) == until
+            if current and self.state.get(device) in ("valid", "unreachable"):
                 self._set_to(device, "expired")
         self.samples.append((self._minute(at), {g: dict(self.counts[g]) for g in self.groups}))
         self.offline_samples.append({r: n for r, n in self.reasons.items() if n})
